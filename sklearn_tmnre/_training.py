@@ -1,0 +1,169 @@
+"""The skorch side of training: fast batches, the ratio loss, and the net.
+
+Loss (Hermans et al. 2020; Miller et al. 2021).  For a batch of joint pairs
+:math:`(x_i, \\theta_i)` and marginal pairs :math:`(x_i, \\theta_{\\pi(i)})`, with
+:math:`\\pi` a fresh random derangement of the batch at every step,
+
+.. math:: \\mathcal{L} = \\sum_m \\frac{1}{B} \\sum_i
+          \\big[\\operatorname{softplus}(-f_m(x_i, \\theta_i))
+          + \\operatorname{softplus}(f_m(x_i, \\theta_{\\pi(i)}))\\big]
+          + \\lambda \\sum_m \\big(\\overline{\\sigma(f_m^{joint})}
+          + \\overline{\\sigma(f_m^{marg})} - 1\\big)^2 ,
+
+binary cross-entropy summed over marginals plus the balancing term of
+balanced NRE (Delaunoy et al. 2022) with weight :math:`\\lambda` (``balance``).
+The embedding of each ``x`` is computed once and shared by both terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skorch import NeuralNet
+from torch import nn
+
+__all__ = ["PairData", "RatioLoss", "RatioNet", "ValidationSplit", "derangement"]
+
+
+class PairData:
+    """In-memory (x, theta) tensors; batches are slices, never per-item calls."""
+
+    def __init__(self, x, theta):
+        self.x, self.theta = x, theta
+
+    def __len__(self):
+        return len(self.x)
+
+    def subset(self, idx):
+        return PairData(self.x[idx], self.theta[idx])
+
+
+def derangement(n, generator, device=None):
+    """A random permutation of ``range(n)`` with no fixed point (n >= 2)."""
+    perm = torch.randperm(n, generator=generator)
+    fixed = torch.nonzero(perm == torch.arange(n)).flatten()
+    # Swapping each fixed point with its successor's value removes it; adjacent
+    # fixed points are swapped in sequence so none can reappear.
+    for i in fixed.tolist():
+        j = (i + 1) % n
+        perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    return perm.to(device) if device is not None else perm
+
+
+class _Batches:
+    """Yields ``({"x", "theta", "perm"}, None)`` batches of a :class:`PairData`.
+
+    Training iterators reshuffle rows and redraw negatives at every pass;
+    validation iterators replay the same negatives each epoch so the
+    validation loss measures the model, not the draw.
+    """
+
+    def __init__(self, data, batch_size, shuffle, seed):
+        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return max(1, int(np.ceil(len(self.data) / self.batch_size)))
+
+    def __iter__(self):
+        n = len(self.data)
+        if not self.shuffle:
+            self.generator.manual_seed(self.seed)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        # Balanced batch sizes: no trailing batch of one row (it has no negative).
+        for idx in np.array_split(np.arange(n), len(self)):
+            if len(idx) < 2:
+                continue
+            rows = order[idx] if order is not None else torch.from_numpy(idx)
+            yield {
+                "x": self.data.x[rows],
+                "theta": self.data.theta[rows],
+                "perm": derangement(len(idx), self.generator),
+            }, None
+
+
+class ValidationSplit:
+    """Random train/validation split of a :class:`PairData` by fraction (skorch ``train_split``)."""
+
+    def __init__(self, fraction, seed):
+        self.fraction, self.seed = fraction, seed
+
+    def __call__(self, dataset, y=None, **fit_params):
+        n = len(dataset)
+        n_valid = int(round(self.fraction * n))
+        if self.fraction <= 0 or n_valid < 2 or n - n_valid < 2:
+            return dataset, None
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        return dataset.subset(order[n_valid:]), dataset.subset(order[:n_valid])
+
+
+class RatioLoss(nn.Module):
+    """Binary cross-entropy of joint vs marginal pairs, summed over marginals, plus balancing.
+
+    Parameters
+    ----------
+    balance : float, default=0
+        Weight of the balancing penalty (0 = plain NRE).
+    """
+
+    def __init__(self, balance=0.0):
+        super().__init__()
+        self.balance = float(balance)
+
+    def forward(self, f_joint, f_marginal):
+        loss = (F.softplus(-f_joint) + F.softplus(f_marginal)).mean(0).sum()
+        if self.balance > 0:
+            gap = torch.sigmoid(f_joint).mean(0) + torch.sigmoid(f_marginal).mean(0) - 1.0
+            loss = loss + self.balance * (gap**2).sum()
+        return loss
+
+
+class RatioNet(NeuralNet):
+    """skorch net training a :class:`~sklearn_tmnre.networks.RatioNetwork` on (x, theta) pairs.
+
+    Only skorch's extension points are replaced: ``get_dataset``,
+    ``get_iterator`` and the two step functions; skorch's fit loop,
+    callbacks (early stopping, LR schedules, progress bars) and history stay.
+    """
+
+    def __init__(self, *args, iterator_seed=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.iterator_seed = iterator_seed
+
+    def get_dataset(self, X, y=None):
+        if not isinstance(X, PairData):
+            raise TypeError("RatioNet trains on PairData; use TMNREEstimator.fit.")
+        return X
+
+    def get_iterator(self, dataset, training=False):
+        seed = self.iterator_seed if training else self.iterator_seed + 1
+        return _Batches(dataset, self.batch_size, shuffle=training, seed=seed)
+
+    def _pair_logits(self, batch):
+        x = batch["x"].to(self.device, non_blocking=True)
+        theta = batch["theta"].to(self.device, non_blocking=True)
+        perm = batch["perm"].to(self.device)
+        net = self.module_
+        s = net.embed(x)
+        # P = 2 candidates per observation: its own theta and another row's.
+        both = torch.stack([theta, theta[perm]], dim=1)
+        logits = net.logits_from_embedding(s, both)
+        return logits[:, 0], logits[:, 1]
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, _ = batch
+        f_joint, f_marginal = self._pair_logits(Xi)
+        loss = self.criterion_(f_joint, f_marginal)
+        loss.backward()
+        return {"loss": loss, "y_pred": f_joint}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, _ = batch
+        with torch.no_grad():
+            f_joint, f_marginal = self._pair_logits(Xi)
+            loss = self.criterion_(f_joint, f_marginal)
+        return {"loss": loss, "y_pred": f_joint}

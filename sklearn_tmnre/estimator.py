@@ -1,0 +1,669 @@
+"""TMNREEstimator: marginal neural ratio estimation with a scikit-learn face.
+
+A classifier :math:`f_m(x, \\theta_m)` per marginal is trained to tell joint
+pairs :math:`(x, \\theta) \\sim p(x, \\theta)` from marginal pairs
+:math:`(x, \\theta') \\sim p(x)p(\\theta)`; at the optimum of the binary
+cross-entropy its logit is :math:`\\log p(\\theta_m \\mid x) / p(\\theta_m)`
+(Hermans et al. 2020; Miller et al. 2021, "Truncated marginal neural ratio
+estimation").  The network (:mod:`sklearn_tmnre.networks`) shares one
+embedding of ``x`` across all marginals; training runs in skorch
+(:mod:`sklearn_tmnre._training`); posteriors are read off grids
+(:mod:`sklearn_tmnre.posterior`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+
+from ._training import PairData, RatioLoss, RatioNet, ValidationSplit
+from .networks import RatioNetwork, make_embedding
+from .posterior import MarginalPosterior, grid_axes
+from .prior import Prior
+
+__all__ = ["TMNREEstimator"]
+
+# Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
+# large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
+_CHUNK_ELEMENTS = 2**22
+
+
+def _marginal_label(marginal):
+    return "|".join(marginal)
+
+
+class TMNREEstimator(RegressorMixin, BaseEstimator):
+    """Marginal neural ratio estimator of 1-d and 2-d posteriors.
+
+    Parameters
+    ----------
+    prior : Prior, optional
+        The prior the training parameters were drawn from. Without one, the
+        training parameters themselves serve as prior samples (a histogram per
+        parameter) and densities are relative to their distribution.
+    marginals : {"1d", "2d", "1d+2d"} or list of tuple of str, default="1d"
+        The marginals to learn; a list names them (``[("a",), ("a", "b")]``).
+    embedding : str or torch.nn.Module class, default="mlp"
+        ``"identity"``, ``"linear"``, ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``, or a
+        module class. Its own arguments are given as ``embedding__<arg>=value``
+        (tunable by GridSearchCV).
+    embedding_dim : int, default=32
+        Width of the embedding's output (not used by ``"identity"``).
+    hidden_features : int, default=64
+        Width of each marginal head.
+    num_blocks : int, default=2
+        Residual blocks per head.
+    dropout : float, default=0.0
+        Dropout inside the heads.
+    balance : float, default=0.0
+        Weight of the balancing penalty (balanced NRE); larger is more
+        conservative.
+    lr : float, default=1e-3
+        AdamW learning rate.
+    weight_decay : float, default=0.0
+        AdamW weight decay.
+    batch_size : int, default=256
+        Pairs per training step.
+    max_epochs : int, default=200
+        Upper bound on training epochs.
+    patience : int, default=20
+        Early-stopping patience (epochs without validation improvement); the
+        learning rate is divided by 5 after ``patience // 3`` such epochs.
+        The best weights are restored at the end.
+    validation_fraction : float, default=0.1
+        Held-out fraction for early stopping (0 disables validation).
+    n_grid_1d : int, default=256
+        Grid cells per parameter for 1-d posteriors.
+    n_grid_2d : int, default=128
+        Grid cells per parameter for 2-d posteriors.
+    device : str, default="cpu"
+        Torch device (``"cuda"`` for a GPU).
+    random_state : int, RandomState or None
+        Seeds weight initialization, batches and negatives.
+    verbose : int, default=0
+        1 prints the per-epoch table, 2 also shows a progress bar.
+    callbacks : list of skorch callbacks, optional
+        Extra callbacks passed to the skorch net.
+    **embedding_params
+        ``embedding__<arg>`` arguments of the embedding network.
+
+    Attributes
+    ----------
+    prior_ : Prior
+        The prior over ``names_`` (the given one, or a histogram of the training parameters).
+    names_ : list of str
+        Parameter names.
+    marginals_ : list of tuple of str
+        The learned marginals.
+    log_ratio_columns_ : list of str
+        Column labels of :meth:`log_ratio` (``"a"``, ``"a|b"``).
+    event_shape_ : tuple of int
+        Shape of one observation.
+    n_features_in_ : int
+        ``X.shape[1]`` at fit.
+    net_ : skorch.NeuralNet
+        The trained skorch net; ``net_.module_`` is the
+        :class:`~sklearn_tmnre.networks.RatioNetwork`, ``net_.history`` the losses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from sklearn_tmnre import Prior, TMNREEstimator
+    >>> prior = Prior({"mu": stats.uniform(-2, 4)})
+    >>> theta = prior.sample(400, random_state=0)
+    >>> X = theta.to_numpy() + 0.3 * np.random.default_rng(0).standard_normal((400, 1))
+    >>> est = TMNREEstimator(prior=prior, max_epochs=5, random_state=0).fit(X, theta)
+    >>> est.predict(X[:2]).shape
+    (2, 1)
+    """
+
+    def __init__(
+        self,
+        prior=None,
+        marginals="1d",
+        embedding="mlp",
+        embedding_dim=32,
+        hidden_features=64,
+        num_blocks=2,
+        dropout=0.0,
+        balance=0.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=256,
+        max_epochs=200,
+        patience=20,
+        validation_fraction=0.1,
+        n_grid_1d=256,
+        n_grid_2d=128,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        **embedding_params,
+    ):
+        self.prior = prior
+        self.marginals = marginals
+        self.embedding = embedding
+        self.embedding_dim = embedding_dim
+        self.hidden_features = hidden_features
+        self.num_blocks = num_blocks
+        self.dropout = dropout
+        self.balance = balance
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.n_grid_1d = n_grid_1d
+        self.n_grid_2d = n_grid_2d
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        for key, value in embedding_params.items():
+            if not key.startswith("embedding__"):
+                raise TypeError(f"TMNREEstimator got an unexpected argument {key!r}; embedding "
+                                "arguments are spelled embedding__<arg>.")
+            setattr(self, key, value)
+
+    # ----------------------------------------------------- sklearn plumbing
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update({k: v for k, v in vars(self).items() if k.startswith("embedding__")})
+        return params
+
+    def set_params(self, **params):
+        emb = {k: params.pop(k) for k in list(params) if k.startswith("embedding__")}
+        for key, value in emb.items():
+            setattr(self, key, value)
+        return super().set_params(**params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.regressor_tags.poor_score = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags
+
+    def _embedding_params(self):
+        return {k[len("embedding__"):]: v for k, v in vars(self).items()
+                if k.startswith("embedding__")}
+
+    def _check_hyperparameters(self):
+        def positive_int(name, minimum=1):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+        for name in ("embedding_dim", "hidden_features", "max_epochs", "patience"):
+            positive_int(name)
+        positive_int("num_blocks", 0)
+        positive_int("batch_size", 2)
+        positive_int("n_grid_1d", 2)
+        positive_int("n_grid_2d", 2)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+        if not (isinstance(self.balance, numbers.Real) and self.balance >= 0):
+            raise ValueError(f"balance must be a number >= 0; got {self.balance!r}.")
+        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}.")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}.")
+        if self.prior is not None and not isinstance(self.prior, Prior):
+            raise TypeError(f"prior must be a sklearn_tmnre.Prior or None; got "
+                            f"{type(self.prior).__name__}.")
+
+    # ------------------------------------------------------------ validation
+    def _parameter_names(self, y):
+        """Names of the parameters in ``y`` and y as a float array in that order."""
+        if isinstance(y, pd.Series):
+            y = y.to_frame()
+        if isinstance(y, pd.DataFrame):
+            names = [str(c) for c in y.columns]
+            if len(set(names)) != len(names):
+                raise ValueError(f"y has duplicate column names {names}.")
+            if self.prior is not None:
+                unknown = sorted(set(names) - set(self.prior.names))
+                missing = [n for n in self.prior.names if n not in names]
+                if unknown:
+                    raise ValueError(f"y has columns {unknown} that are not in the prior's "
+                                     f"parameters {self.prior.names}.")
+                if missing:
+                    raise ValueError(f"y lacks the prior's parameters {missing}.")
+                names = list(self.prior.names)
+                y = y[names]
+            return names, y
+        if y is None:
+            raise ValueError("TMNREEstimator requires y to be passed, but the target y is None: "
+                             "pass the parameters theta the data were simulated from.")
+        arr = np.asarray(y)
+        n_params = 1 if arr.ndim == 1 else (arr.shape[1] if arr.ndim == 2 else -1)
+        if self.prior is not None:
+            if n_params != self.prior.ndim:
+                raise ValueError(f"y has {n_params} parameter column(s) but the prior has "
+                                 f"{self.prior.ndim} ({self.prior.names}).")
+            return list(self.prior.names), y
+        return [f"theta_{i}" for i in range(max(n_params, 1))], y
+
+    def _resolve_marginals(self, names):
+        spec = self.marginals
+        if isinstance(spec, str):
+            table = {
+                "1d": [(n,) for n in names],
+                "2d": list(itertools.combinations(names, 2)),
+                "1d+2d": [(n,) for n in names] + list(itertools.combinations(names, 2)),
+            }
+            if spec not in table:
+                raise ValueError(f"marginals={spec!r} is unknown; use '1d', '2d', '1d+2d' or a "
+                                 "list of tuples of parameter names.")
+            out = table[spec]
+            if not out:
+                raise ValueError(f"marginals={spec!r} needs at least two parameters; there is "
+                                 f"only {names}.")
+            return out
+        out = []
+        for m in spec:
+            m = (m,) if isinstance(m, str) else tuple(m)
+            unknown = [n for n in m if n not in names]
+            if unknown:
+                raise ValueError(f"marginal {m} names unknown parameters {unknown}; the "
+                                 f"parameters are {names}.")
+            if len(set(m)) != len(m) or not m:
+                raise ValueError(f"marginal {m} must name distinct parameters.")
+            if m in out:
+                raise ValueError(f"marginal {m} is listed twice.")
+            out.append(m)
+        if not out:
+            raise ValueError("marginals is an empty list.")
+        return out
+
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32),
+                          ensure_min_samples=1)
+        if reset:
+            self.event_shape_ = tuple(X.shape[1:])
+        elif tuple(X.shape[1:]) != self.event_shape_:
+            raise ValueError(f"X has event shape {tuple(X.shape[1:])} but the estimator was "
+                             f"fitted on {self.event_shape_}.")
+        return X
+
+    def _validate_theta(self, theta, n, argname="theta"):
+        """Parameters as float array (n, D) in ``names_`` order, checked against the prior."""
+        if isinstance(theta, pd.Series):
+            theta = theta.to_frame()
+        if isinstance(theta, pd.DataFrame):
+            missing = [c for c in self.names_ if c not in theta.columns]
+            if missing:
+                raise ValueError(f"{argname} lacks columns {missing}; expected {self.names_}.")
+            theta = theta[self.names_]
+        arr = np.asarray(theta)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{argname} must be numeric; got dtype {arr.dtype}.")
+        arr = arr.astype(np.float64)
+        if arr.ndim == 1 and len(self.names_) == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != len(self.names_):
+            raise ValueError(f"{argname} must have shape (n, {len(self.names_)}) for parameters "
+                             f"{self.names_}; got {arr.shape}.")
+        if len(arr) != n:
+            raise ValueError(f"X and {argname} have different numbers of rows ({n} and "
+                             f"{len(arr)}).")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{argname} contains NaN or infinite values.")
+        return arr
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Train the ratio network on simulations.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+            Simulated data (vectors, spectra, images).
+        y : DataFrame, array-like of shape (n, D) or (n,)
+            The parameters each row was simulated from.
+
+        Returns
+        -------
+        self : TMNREEstimator
+        """
+        self._check_hyperparameters()
+        names, y = self._parameter_names(y)
+        X = self._validate_X(X, reset=True)
+        self.names_ = names
+        self._y_1d = not isinstance(y, pd.DataFrame) and np.ndim(y) == 1
+        theta = self._validate_theta(y, len(X), argname="y")
+        if len(X) < 2:
+            raise ValueError(f"TMNREEstimator needs at least 2 samples to form contrastive "
+                             f"pairs; got {len(X)} sample (n_samples = 1).")
+        if self.prior is not None:
+            outside = ~self.prior.contains(theta)
+            if outside.any():
+                raise ValueError(f"y has {int(outside.sum())} row(s) outside the prior's support "
+                                 f"(first: row {int(np.flatnonzero(outside)[0])}); simulate from "
+                                 "the prior, or pass its truncated version.")
+            self.prior_ = self.prior
+        else:
+            self.prior_ = _histogram_prior(theta, names)
+        self.marginals_ = self._resolve_marginals(names)
+        self.log_ratio_columns_ = [_marginal_label(m) for m in self.marginals_]
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(2**31 - 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net_ = self._build_net(X, theta, seed)
+            self.net_.fit(PairData(torch.as_tensor(X, dtype=torch.float32),
+                                   torch.as_tensor(theta, dtype=torch.float32)), None)
+        self.net_.module_.eval()
+        return self
+
+    def _build_net(self, X, theta, seed):
+        x32 = X.astype(np.float32)
+        if self.embedding in ("cnn1d", "cnn2d"):
+            # Images and spectra keep their spatial structure: one global scale.
+            x_mean, x_std = x32.mean(), x32.std()
+        else:
+            x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
+        x_std = np.where(x_std > 0, x_std, 1.0)
+        t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
+        t_std = np.where(t_std > 0, t_std, 1.0)
+        embedding, n_features = make_embedding(self.embedding, self.event_shape_,
+                                               self.embedding_dim, **self._embedding_params())
+        indices = [tuple(self.names_.index(n) for n in m) for m in self.marginals_]
+        module = RatioNetwork(embedding, n_features, indices, x_mean, x_std, t_mean, t_std,
+                              hidden_features=self.hidden_features, num_blocks=self.num_blocks,
+                              dropout=self.dropout)
+        callbacks = [
+            ("early_stopping", EarlyStopping(patience=self.patience, load_best=True,
+                                             sink=print if self.verbose else _silent)),
+            ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss",
+                                        factor=0.2, patience=max(1, self.patience // 3))),
+        ]
+        if self.validation_fraction == 0:
+            callbacks = []
+        if self.verbose > 1:
+            callbacks.append(("progress_bar", ProgressBar()))
+        callbacks += list(self.callbacks or [])
+        return RatioNet(
+            module,
+            criterion=RatioLoss,
+            criterion__balance=self.balance,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            train_split=ValidationSplit(self.validation_fraction, seed),
+            callbacks=callbacks,
+            device=self.device,
+            verbose=max(0, int(self.verbose)),
+            iterator_seed=seed,
+        )
+
+    # ------------------------------------------------------------ inference
+    def _observations(self, X, argname="X", allow_single=False):
+        """Validate observations to float32 (n, *event_shape); an event-shaped X is one row."""
+        check_is_fitted(self)
+        if allow_single:
+            arr = np.asarray(X)
+            if arr.shape == self.event_shape_:
+                X = arr[None]
+        return self._validate_X(X, reset=False)
+
+    @torch.no_grad()
+    def _embed(self, X):
+        net = self.net_.module_
+        device = self.net_.device
+        chunks = [net.embed(torch.as_tensor(X[i:i + 4096], dtype=torch.float32, device=device))
+                  for i in range(0, len(X), 4096)]
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def log_ratio(self, X, theta):
+        """Log ratio ``log p(theta_m | x) / p(theta_m)`` of every marginal for matched rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+        theta : DataFrame or array-like of shape (n, D)
+
+        Returns
+        -------
+        DataFrame of shape (n, n_marginals); columns as ``log_ratio_columns_``.
+        """
+        X = self._observations(X)
+        th = self._validate_theta(theta, len(X))
+        net = self.net_.module_
+        out = []
+        for i in range(0, len(X), 4096):
+            s = self._embed(X[i:i + 4096])
+            t = torch.as_tensor(th[i:i + 4096, None, :], dtype=torch.float32, device=s.device)
+            out.append(net.logits_from_embedding(s, t)[:, 0].cpu().numpy())
+        return pd.DataFrame(np.concatenate(out).astype(np.float64),
+                            columns=self.log_ratio_columns_)
+
+    def _grid_marginals(self):
+        return [m for m in self.marginals_ if len(m) <= 2]
+
+    @torch.no_grad()
+    def _grid_logits(self, X):
+        """Logits of every 1-d/2-d marginal on its grid, for each observation.
+
+        Returns
+        -------
+        axes : dict marginal -> list of (centres, width)
+        logits : dict marginal -> ndarray (n, G) or (n, G, G)
+        log_prior : dict marginal -> ndarray (G,) or (G, G)
+        """
+        net = self.net_.module_
+        device = self.net_.device
+        axes, grids, log_prior = {}, {}, {}
+        for k, n_grid in ((1, self.n_grid_1d), (2, self.n_grid_2d)):
+            members = [m for m in self.marginals_ if len(m) == k]
+            if not members:
+                continue
+            names = sorted({n for m in members for n in m}, key=self.names_.index)
+            per_name = dict(zip(names, grid_axes(self.prior_, names, n_grid)))
+            per_logp = {n: self.prior_.marginal([n]).log_prob(per_name[n][0][:, None])
+                        for n in names}
+            cols = []
+            for m in members:
+                axes[m] = [per_name[n] for n in m]
+                mesh = np.meshgrid(*[per_name[n][0] for n in m], indexing="ij")
+                cols.append(np.stack([g.ravel() for g in mesh], axis=-1))
+                lp = per_logp[m[0]] if k == 1 else per_logp[m[0]][:, None] + per_logp[m[1]][None]
+                log_prior[m] = lp
+            theta_m = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
+            P, M = theta_m.shape[0], theta_m.shape[1]
+            head = net.heads[net.dims.index(k)]
+            values = np.empty((len(X), P, M), dtype=np.float32)
+            b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * self.hidden_features)))
+            p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * self.hidden_features)))
+            for i in range(0, len(X), b_chunk):
+                s = self._embed(X[i:i + b_chunk])
+                s_part = head.embed_part(s)
+                for j in range(0, P, p_chunk):
+                    t = theta_m[None, j:j + p_chunk].expand(len(s), -1, -1, -1)
+                    values[i:i + b_chunk, j:j + p_chunk] = (
+                        net.group_logits(s, t, k, s_part=s_part).cpu().numpy())
+            for c, m in enumerate(members):
+                shape = (len(X),) + tuple(len(a[0]) for a in axes[m])
+                grids[m] = values[:, :, c].astype(np.float64).reshape(shape)
+        return axes, grids, log_prior
+
+    def _grid_masses(self, X):
+        """Normalized cell masses of each grid marginal: dict marginal -> (n, G[, G])."""
+        axes, logits, log_prior = self._grid_logits(X)
+        masses = {}
+        for m, lg in logits.items():
+            a = lg + log_prior[m]
+            flat = a.reshape(len(a), -1)
+            flat = np.exp(flat - logsumexp(flat, axis=1, keepdims=True))
+            masses[m] = flat.reshape(a.shape)
+        # Parameters without a 1-d head get their 1-d marginal from a 2-d one.
+        for name in self.names_:
+            if (name,) in masses:
+                continue
+            for m in masses:
+                if len(m) == 2 and name in m:
+                    j = m.index(name)
+                    masses[(name,)] = masses[m].sum(axis=2 - j)
+                    axes[(name,)] = [axes[m][j]]
+                    break
+        return axes, masses
+
+    def posterior(self, X):
+        """Marginal posteriors of one observation, or a list of them for several.
+
+        Parameters
+        ----------
+        X : array-like of shape event_shape, (1, *event_shape) or (n, *event_shape)
+            All grids of all observations are evaluated in one vectorized pass.
+
+        Returns
+        -------
+        MarginalPosterior or list of MarginalPosterior
+        """
+        arr = np.asarray(X)
+        single = arr.shape == getattr(self, "event_shape_", None) or (arr.ndim > 0 and len(arr) == 1)
+        X = self._observations(X, allow_single=True)
+        axes, masses = self._grid_masses(X)
+        posts = [MarginalPosterior(self._grid_marginals(), axes,
+                                   {m: v[i] for m, v in masses.items()}, estimator=self, x=X[i])
+                 for i in range(len(X))]
+        return posts[0] if single else posts
+
+    def _one_d_summaries(self, X, fn):
+        axes, masses = self._grid_masses(self._observations(X))
+        missing = [n for n in self.names_ if (n,) not in masses]
+        if missing:
+            raise ValueError(f"parameters {missing} have no 1-d or 2-d marginal; add them to "
+                             "`marginals` to predict them.")
+        return fn(axes, masses)
+
+    def predict(self, X):
+        """Posterior means of every parameter from its 1-d marginal.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+
+        Returns
+        -------
+        ndarray of shape (n, D), or (n,) if fitted with a 1-d ``y``
+        """
+        def means(axes, masses):
+            return np.column_stack([masses[(n,)] @ axes[(n,)][0][0] for n in self.names_])
+
+        out = self._one_d_summaries(X, means)
+        return out[:, 0] if getattr(self, "_y_1d", False) else out
+
+    def predict_interval(self, X, coverage=0.9, kind="central"):
+        """Credible intervals of every parameter.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+        coverage : float, default=0.9
+            Credibility level in (0, 1).
+        kind : {"central", "hpd"}
+            Equal-tailed intervals, or the extent of the highest-density region.
+
+        Returns
+        -------
+        DataFrame of shape (n, 2 D), columns ``(parameter, "lower"/"upper")``
+        """
+        if not 0 < coverage < 1:
+            raise ValueError(f"coverage must be in (0, 1); got {coverage!r}.")
+        if kind not in ("central", "hpd"):
+            raise ValueError(f"kind must be 'central' or 'hpd'; got {kind!r}.")
+
+        def intervals(axes, masses):
+            cols = {}
+            for n in self.names_:
+                (c, w), = axes[(n,)]
+                m = masses[(n,)]
+                if kind == "central":
+                    edges = np.concatenate([[c[0] - w / 2], c + w / 2])
+                    cdf = np.concatenate([np.zeros((len(m), 1)), np.cumsum(m, axis=1)], axis=1)
+                    lo = [np.interp((1 - coverage) / 2, cdf_i, edges) for cdf_i in cdf]
+                    hi = [np.interp((1 + coverage) / 2, cdf_i, edges) for cdf_i in cdf]
+                else:
+                    order = np.argsort(-m, axis=1)
+                    sorted_m = np.take_along_axis(m, order, axis=1)
+                    k = (np.cumsum(sorted_m, axis=1) < coverage).sum(axis=1) + 1
+                    keep = np.arange(m.shape[1])[None] < k[:, None]
+                    chosen = np.where(keep, c[order], np.nan)
+                    lo, hi = np.nanmin(chosen, axis=1) - w / 2, np.nanmax(chosen, axis=1) + w / 2
+                cols[(n, "lower")], cols[(n, "upper")] = lo, hi
+            return pd.DataFrame(cols)
+
+        return self._one_d_summaries(X, intervals)
+
+    def score(self, X, y):
+        """Mean normalized log posterior density of the true parameters (higher is better).
+
+        For each pair and each 1-d marginal (2-d ones if there are no 1-d heads):
+        ``log r(x, theta*) - log E_prior[r(x, theta)]``, plus ``log p(theta*)``
+        when a prior was given, so it is the log density of ``theta*`` under the
+        estimated marginal posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+        y : DataFrame or array-like of shape (n, D)
+
+        Returns
+        -------
+        float
+        """
+        X = self._observations(X)
+        theta = self._validate_theta(y, len(X), argname="y")
+        axes, logits, log_prior = self._grid_logits(X)
+        use = [m for m in logits if len(m) == 1] or list(logits)
+        lr = self.log_ratio(X, theta)
+        terms = []
+        for m in use:
+            volume = np.prod([w for _, w in axes[m]])
+            lg = (logits[m] + log_prior[m]).reshape(len(X), -1)
+            log_z = logsumexp(lg, axis=1) + np.log(volume)
+            value = lr[_marginal_label(m)].to_numpy() - log_z
+            if self.prior is not None:
+                idx = [self.names_.index(n) for n in m]
+                value = value + self.prior_.marginal(list(m)).log_prob(theta[:, idx])
+            terms.append(value)
+        return float(np.mean(terms))
+
+
+def _silent(*args, **kwargs):
+    """A print sink that prints nothing (skorch callbacks' ``sink``)."""
+
+
+def _histogram_prior(theta, names):
+    """A Prior of per-parameter histograms of the training parameters (``prior=None``)."""
+    dists = {}
+    for j, name in enumerate(names):
+        col = theta[:, j]
+        lo, hi = col.min(), col.max()
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = int(np.clip(np.sqrt(len(col)), 4, 100))
+        dists[name] = stats.rv_histogram(np.histogram(col, bins=bins, range=(lo, hi)),
+                                         density=True)
+    return Prior(dists)

@@ -1,0 +1,321 @@
+"""Ratio networks: a shared embedding of the data and batched per-marginal heads.
+
+For every marginal :math:`m` (a tuple of parameter names) the network computes
+
+.. math:: f_m(x, \\theta_m) = h_m\\big(e(x), \\theta_m\\big)
+          \\approx \\log \\frac{p(\\theta_m \\mid x)}{p(\\theta_m)},
+
+with one embedding :math:`e` shared by all marginals and one small residual
+MLP :math:`h_m` per marginal.  Heads of the same dimension are stored as
+stacked weight tensors with a leading marginal axis and evaluated with
+``einsum`` (batched matrix products), so a thousand marginals cost one pass.
+
+The embedding is evaluated once per observation and broadcast against any
+number of parameter values ("amortized" evaluation): the first head layer is
+split into a data part ``W_s e(x)``, computed once per ``x``, and a parameter
+part ``W_theta theta_m``, computed per candidate parameter.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "EMBEDDINGS",
+    "BatchedMarginalHeads",
+    "RatioNetwork",
+    "make_embedding",
+]
+
+
+class _MLP(nn.Sequential):
+    """Flatten, then ``layers`` hidden ReLU layers of width ``hidden``, then a linear map."""
+
+    def __init__(self, in_features, out_features, hidden=128, layers=2, dropout=0.0):
+        mods, width = [nn.Flatten()], in_features
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.ReLU()]
+            if dropout:
+                mods.append(nn.Dropout(dropout))
+            width = hidden
+        mods.append(nn.Linear(width, out_features))
+        super().__init__(*mods)
+
+
+class _CNN(nn.Module):
+    """Convolutional embedding for spectra (1-d) or images (2-d).
+
+    ``channels`` convolution blocks (conv, ReLU, max-pool by 2), then a global
+    average pool and a linear map to ``out_features``.
+    """
+
+    def __init__(self, input_shape, out_features, dim, channels=(16, 32, 64), kernel_size=5):
+        super().__init__()
+        conv, pool = (nn.Conv1d, nn.MaxPool1d) if dim == 1 else (nn.Conv2d, nn.MaxPool2d)
+        self.n_spatial = dim
+        # Data of shape (n, *spatial) get a channel axis; (n, C, *spatial) keep theirs.
+        in_ch = input_shape[0] if len(input_shape) == dim + 1 else 1
+        channels = (channels,) if isinstance(channels, int) else tuple(channels)
+        mods = []
+        for ch in channels:
+            mods += [conv(in_ch, ch, kernel_size, padding=kernel_size // 2), nn.ReLU(), pool(2)]
+            in_ch = ch
+        self.features = nn.Sequential(*mods)
+        self.head = nn.Linear(in_ch, out_features)
+
+    def forward(self, x):
+        if x.dim() == self.n_spatial + 1:
+            x = x.unsqueeze(1)
+        h = self.features(x)
+        return self.head(h.flatten(2).mean(-1))
+
+
+def _identity(input_shape, out_features):
+    return nn.Flatten()
+
+
+def _linear(input_shape, out_features):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), out_features))
+
+
+def _mlp(input_shape, out_features, hidden=128, layers=2, dropout=0.0):
+    return _MLP(math.prod(input_shape), out_features, hidden=hidden, layers=layers, dropout=dropout)
+
+
+def _cnn1d(input_shape, out_features, channels=(16, 32, 64), kernel_size=5):
+    if len(input_shape) not in (1, 2):
+        raise ValueError(f"embedding='cnn1d' needs X of shape (n, L) or (n, C, L); "
+                         f"got event shape {tuple(input_shape)}.")
+    return _CNN(input_shape, out_features, 1, channels=channels, kernel_size=kernel_size)
+
+
+def _cnn2d(input_shape, out_features, channels=(16, 32, 64), kernel_size=3):
+    if len(input_shape) not in (2, 3):
+        raise ValueError(f"embedding='cnn2d' needs X of shape (n, H, W) or (n, C, H, W); "
+                         f"got event shape {tuple(input_shape)}.")
+    return _CNN(input_shape, out_features, 2, channels=channels, kernel_size=kernel_size)
+
+
+#: Named embeddings: ``name -> builder(input_shape, out_features, **kwargs)``.
+EMBEDDINGS = {
+    "identity": _identity,
+    "linear": _linear,
+    "mlp": _mlp,
+    "cnn1d": _cnn1d,
+    "cnn2d": _cnn2d,
+}
+
+
+def make_embedding(embedding, input_shape, out_features, **kwargs):
+    """Build an embedding network and return it with its output width.
+
+    Parameters
+    ----------
+    embedding : str or type or nn.Module
+        A name in :data:`EMBEDDINGS`, a ``torch.nn.Module`` subclass, or a module
+        instance (used as is). A class is called with ``**kwargs`` plus, where its
+        constructor accepts them, ``input_shape`` and ``out_features``.
+    input_shape : tuple of int
+        Event shape of one observation.
+    out_features : int
+        Requested output width (``embedding_dim``); ``"identity"`` and custom
+        modules may return another width, found by a forward pass.
+    **kwargs
+        The embedding's own arguments (``embedding__<arg>`` of the estimator).
+
+    Returns
+    -------
+    module : nn.Module
+    n_features : int
+        Width of the embedding output.
+    """
+    if isinstance(embedding, str):
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding={embedding!r} is unknown; choose one of "
+                             f"{sorted(EMBEDDINGS)} or pass a torch.nn.Module class.")
+        builder = EMBEDDINGS[embedding]
+        try:
+            module = builder(tuple(input_shape), out_features, **kwargs)
+        except TypeError as exc:
+            allowed = list(inspect.signature(builder).parameters)[2:]
+            raise ValueError(f"embedding={embedding!r} got unexpected arguments {sorted(kwargs)}; "
+                             f"it accepts embedding__<arg> for {allowed}.") from exc
+    elif isinstance(embedding, nn.Module):
+        if kwargs:
+            raise ValueError("embedding__<arg> parameters need an embedding class or name, "
+                             "not a module instance.")
+        module = embedding
+    elif isinstance(embedding, type) and issubclass(embedding, nn.Module):
+        params = inspect.signature(embedding).parameters
+        extra = {k: v for k, v in (("input_shape", tuple(input_shape)),
+                                   ("out_features", out_features)) if k in params}
+        module = embedding(**extra, **kwargs)
+    else:
+        raise TypeError(f"embedding must be a name in {sorted(EMBEDDINGS)} or a "
+                        f"torch.nn.Module class; got {embedding!r}.")
+    with torch.no_grad():
+        was_training = module.training
+        module.eval()
+        probe = module(torch.zeros(2, *input_shape))
+        module.train(was_training)
+    if probe.dim() != 2 or probe.shape[0] != 2:
+        raise ValueError(f"the embedding must map (n, *event_shape) to (n, features); it "
+                         f"returned shape {tuple(probe.shape)} for 2 inputs.")
+    return module, int(probe.shape[1])
+
+
+def _init_uniform(tensor, fan_in):
+    bound = 1.0 / math.sqrt(fan_in)
+    nn.init.uniform_(tensor, -bound, bound)
+
+
+class BatchedMarginalHeads(nn.Module):
+    """``n_marginals`` residual MLP heads of ``marginal_dim`` parameters each, run as one module.
+
+    Parameters
+    ----------
+    n_marginals : int
+        Number of heads M.
+    marginal_dim : int
+        Parameters per marginal k (1 for 1-d marginals, 2 for 2-d, ...).
+    in_features : int
+        Width E of the shared embedding.
+    hidden_features : int
+        Width H of each head.
+    num_blocks : int
+        Residual blocks per head.
+    dropout : float
+        Dropout inside the residual blocks.
+
+    Notes
+    -----
+    ``forward(s, theta_m)`` takes the embedding ``s`` of shape (B, E) and the
+    marginal parameters ``theta_m`` of shape (B, P, M, k): P candidate
+    parameter values per observation (1 for training pairs, many for grids);
+    it returns logits of shape (B, P, M).
+    """
+
+    def __init__(self, n_marginals, marginal_dim, in_features, hidden_features=64,
+                 num_blocks=2, dropout=0.0):
+        super().__init__()
+        M, k, E, H = n_marginals, marginal_dim, in_features, hidden_features
+        self.w_s = nn.Parameter(torch.empty(M, E, H))
+        self.w_theta = nn.Parameter(torch.empty(M, k, H))
+        self.b_in = nn.Parameter(torch.empty(M, H))
+        for t in (self.w_s, self.w_theta, self.b_in):
+            _init_uniform(t, E + k)
+        self.w1 = nn.ParameterList()
+        self.b1 = nn.ParameterList()
+        self.w2 = nn.ParameterList()
+        self.b2 = nn.ParameterList()
+        for _ in range(num_blocks):
+            for w, b in ((self.w1, self.b1), (self.w2, self.b2)):
+                w.append(nn.Parameter(torch.empty(M, H, H)))
+                b.append(nn.Parameter(torch.empty(M, H)))
+                _init_uniform(w[-1], H)
+                _init_uniform(b[-1], H)
+        self.w_out = nn.Parameter(torch.empty(M, H))
+        self.b_out = nn.Parameter(torch.zeros(M))
+        _init_uniform(self.w_out, H)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.act = nn.ReLU()
+
+    def embed_part(self, s):
+        """Data part of the first layer, (B, E) -> (B, M, H); computed once per observation."""
+        return torch.einsum("be,meh->bmh", s, self.w_s) + self.b_in
+
+    def forward(self, s, theta_m, s_part=None):
+        if s_part is None:
+            s_part = self.embed_part(s)
+        h = torch.einsum("bpmk,mkh->bpmh", theta_m, self.w_theta) + s_part[:, None]
+        for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2):
+            z = torch.einsum("bpmh,mhg->bpmg", self.act(h), w1) + b1
+            z = self.dropout(self.act(z))
+            h = h + torch.einsum("bpmh,mhg->bpmg", z, w2) + b2
+        return torch.einsum("bpmh,mh->bpm", self.act(h), self.w_out) + self.b_out
+
+
+class RatioNetwork(nn.Module):
+    """Embedding + standardization + batched heads for a list of marginals.
+
+    Parameters
+    ----------
+    embedding : nn.Module
+        Maps standardized data (n, *event_shape) to features (n, E).
+    embedding_features : int
+        E.
+    marginal_indices : list of tuple of int
+        Parameter column indices of each marginal, in output order.
+    x_mean, x_std : Tensor
+        Standardization of the data (broadcastable to the event shape).
+    theta_mean, theta_std : Tensor of shape (D,)
+        Standardization of the parameters.
+    hidden_features, num_blocks, dropout
+        Head architecture (see :class:`BatchedMarginalHeads`).
+    """
+
+    def __init__(self, embedding, embedding_features, marginal_indices, x_mean, x_std,
+                 theta_mean, theta_std, hidden_features=64, num_blocks=2, dropout=0.0):
+        super().__init__()
+        self.embedding = embedding
+        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
+        self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))
+        self.register_buffer("theta_mean", torch.as_tensor(theta_mean, dtype=torch.float32))
+        self.register_buffer("theta_std", torch.as_tensor(theta_std, dtype=torch.float32))
+        # Group marginals by dimension: one batched head module per dimension.
+        dims = sorted({len(m) for m in marginal_indices})
+        self.dims = dims
+        self.heads = nn.ModuleList()
+        order = []
+        for k in dims:
+            members = [i for i, m in enumerate(marginal_indices) if len(m) == k]
+            order += members
+            self.register_buffer(f"index_{k}", torch.tensor(
+                [marginal_indices[i] for i in members], dtype=torch.long))
+            self.heads.append(BatchedMarginalHeads(len(members), k, embedding_features,
+                                                   hidden_features, num_blocks, dropout))
+        # Outputs come grouped by dimension; this permutation restores the user's order.
+        self.register_buffer("restore_order", torch.argsort(torch.tensor(order)))
+
+    def embed(self, x):
+        """Standardize and embed data: (n, *event_shape) -> (n, E)."""
+        return self.embedding((x - self.x_mean) / self.x_std)
+
+    def logits_from_embedding(self, s, theta):
+        """Logits of every marginal for P candidate parameters per observation.
+
+        Parameters
+        ----------
+        s : Tensor (B, E)
+        theta : Tensor (B, P, D) in the original parameter scale.
+
+        Returns
+        -------
+        Tensor (B, P, n_marginals)
+        """
+        z = (theta - self.theta_mean) / self.theta_std
+        outs = []
+        for k, head in zip(self.dims, self.heads):
+            idx = getattr(self, f"index_{k}")
+            outs.append(head(s, z[:, :, idx]))
+        return torch.cat(outs, dim=-1)[..., self.restore_order]
+
+    def group_logits(self, s, theta_m, dim, s_part=None):
+        """Logits of the marginals of dimension ``dim`` for their own parameter values.
+
+        ``theta_m`` has shape (B, P, M_dim, dim) in the original scale: each
+        marginal gets its own candidate values (used for per-marginal grids).
+        """
+        g = self.dims.index(dim)
+        idx = getattr(self, f"index_{dim}")
+        z = (theta_m - self.theta_mean[idx]) / self.theta_std[idx]
+        return self.heads[g](s, z, s_part=s_part)
+
+    def forward(self, x, theta):
+        """Logits of matched pairs: x (n, *event_shape), theta (n, D) -> (n, n_marginals)."""
+        s = self.embed(x)
+        return self.logits_from_embedding(s, theta[:, None, :])[:, 0]

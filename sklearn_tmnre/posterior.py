@@ -1,0 +1,344 @@
+"""Marginal posteriors on grids: densities, draws, intervals and summaries.
+
+For a marginal :math:`m` and observation :math:`x_o` the estimated density is
+
+.. math:: \\hat p(\\theta_m \\mid x_o) = \\frac{\\exp f_m(x_o, \\theta_m)\\, p(\\theta_m)}
+          {\\int \\exp f_m(x_o, \\theta'_m)\\, p(\\theta'_m)\\, d\\theta'_m},
+
+evaluated on a regular grid of cell centres over the (truncated) prior
+support and normalized by the sum over cells.  Within a cell the density is
+taken as constant, so draws pick a cell by its mass and place the point
+uniformly inside it.  Unbounded priors (e.g. normal) get a grid over their
+central ``1 - 2 * tail`` probability range (``tail=1e-6`` by default: about
+±4.9 standard deviations for a normal).
+
+Marginals of three or more parameters have no grid; they are represented by
+prior samples weighted by :math:`\\exp f_m` (``weighted_samples``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_random_state
+
+__all__ = ["MarginalPosterior", "grid_axes", "hpd_level"]
+
+
+def grid_axes(prior, names, n_points, tail=1e-6):
+    """Cell centres and widths of a regular grid over each parameter's high-mass range.
+
+    Parameters
+    ----------
+    prior : Prior
+    names : sequence of str
+    n_points : int
+    tail : float
+        Probability left out in each unbounded tail.
+
+    Returns
+    -------
+    list of (centres, width) per name
+    """
+    support = prior.support
+    axes = []
+    for name in names:
+        lo, hi = support.loc[name, "low"], support.loc[name, "high"]
+        marginal = prior.marginal([name])
+        if not np.isfinite(lo):
+            lo = float(marginal.from_unit(np.array([[tail]])).iloc[0, 0])
+        if not np.isfinite(hi):
+            hi = float(marginal.from_unit(np.array([[1 - tail]])).iloc[0, 0])
+        edges = np.linspace(lo, hi, n_points + 1)
+        axes.append((0.5 * (edges[1:] + edges[:-1]), (hi - lo) / n_points))
+    return axes
+
+
+def hpd_level(mass, value_mass):
+    """Mass of the highest-density region that contains a point.
+
+    Parameters
+    ----------
+    mass : ndarray (..., n_cells)
+        Probability mass of each cell (rows sum to one).
+    value_mass : ndarray (...,)
+        Mass of the cell that contains the point.
+
+    Returns
+    -------
+    ndarray (...,): the summed mass of every cell denser than the point's cell,
+    plus half of the point's own cell (so levels spread uniformly on (0, 1)
+    when the estimate is exact, rather than piling up at cell edges).
+    """
+    denser = np.where(mass > value_mass[..., None], mass, 0.0).sum(-1)
+    ties = np.where(mass == value_mass[..., None], mass, 0.0).sum(-1)
+    return np.clip(denser + 0.5 * ties, 0.0, 1.0)
+
+
+class MarginalPosterior:
+    """Estimated 1-d and 2-d marginal posteriors of one observation.
+
+    Created by :meth:`TMNREEstimator.posterior`; not usually built by hand.
+
+    Parameters
+    ----------
+    marginals : list of tuple of str
+        The marginals on a grid (1 or 2 names each).
+    axes : dict
+        ``{marginal: [(centres, width), ...]}``: the grid of each marginal,
+        one (cell centres, cell width) pair per parameter.
+    mass : dict
+        ``{marginal: ndarray}``: probability of each grid cell, shape (G,) for
+        1-d and (G, G) for 2-d marginals (axis order as in the marginal).
+    estimator : TMNREEstimator, optional
+        Used for weighted prior samples and higher-dimensional marginals.
+    x : ndarray, optional
+        The observation.
+
+    Attributes
+    ----------
+    names : list of str
+        Parameters that have a 1-d marginal.
+
+    Examples
+    --------
+    >>> post = est.posterior(x_o)                       # doctest: +SKIP
+    >>> post.summary()                                  # doctest: +SKIP
+    >>> post.sample(1000, marginal=("a", "b"))          # doctest: +SKIP
+    """
+
+    def __init__(self, marginals, axes, mass, estimator=None, x=None):
+        self.marginals = [tuple(m) for m in marginals]
+        self.axes = axes
+        self.mass = mass
+        self.estimator = estimator
+        self.x = x
+        self.names = [m[0] for m in self.mass if len(m) == 1]
+
+    # ------------------------------------------------------------- accessors
+    def _key(self, marginal):
+        key = (marginal,) if isinstance(marginal, str) else tuple(marginal)
+        if key in self.mass:
+            return key, False
+        if key[::-1] in self.mass:
+            return key[::-1], True
+        raise KeyError(f"marginal {key} was not estimated; available: {list(self.mass)}.")
+
+    def grid(self, marginal):
+        """Cell centres of a marginal's grid: a tuple of 1-d arrays (one per parameter)."""
+        key, flipped = self._key(marginal)
+        axes = tuple(c for c, _ in self.axes[key])
+        return axes[::-1] if flipped else axes
+
+    def density(self, marginal):
+        """Normalized density on the grid of ``marginal``.
+
+        Returns
+        -------
+        axes : tuple of ndarray
+            Cell centres per parameter.
+        density : ndarray of shape (G,) or (G, G)
+            Probability density (integrates to one over the grid).
+        """
+        key, flipped = self._key(marginal)
+        volume = np.prod([w for _, w in self.axes[key]])
+        dens = self.mass[key] / volume
+        if flipped:
+            dens = dens.T
+        return self.grid(marginal), dens
+
+    def pdf(self, marginal, values):
+        """Density of a 1-d or 2-d marginal at given points (cell lookup; 0 outside the grid)."""
+        key, flipped = self._key(marginal)
+        values = np.asarray(values, dtype=float).reshape(-1, len(key))
+        if flipped:
+            values = values[:, ::-1]
+        dens = self.mass[key] / np.prod([w for _, w in self.axes[key]])
+        cells, inside = self._cells(key, values)
+        out = np.zeros(len(values))
+        out[inside] = dens[tuple(c[inside] for c in cells)]
+        return out
+
+    def _cells(self, key, values):
+        cells, inside = [], np.ones(len(values), bool)
+        for j, (centres, width) in enumerate(self.axes[key]):
+            lo = centres[0] - width / 2
+            c = np.floor((values[:, j] - lo) / width).astype(int)
+            inside &= (c >= 0) & (c < len(centres))
+            cells.append(np.clip(c, 0, len(centres) - 1))
+        return cells, inside
+
+    def credibility(self, marginal, value):
+        """Mass of the highest-density region of ``marginal`` that contains ``value``.
+
+        0 means the value sits at the mode; values outside the grid get 1.
+        """
+        key, flipped = self._key(marginal)
+        values = np.asarray(value, dtype=float).reshape(-1, len(key))
+        if flipped:
+            values = values[:, ::-1]
+        m = self.mass[key].ravel()
+        cells, inside = self._cells(key, values)
+        flat = np.ravel_multi_index(tuple(cells), self.mass[key].shape)
+        level = hpd_level(m[None, :], m[flat])
+        return np.where(inside, level, 1.0)
+
+    # ---------------------------------------------------------------- draws
+    def sample(self, n, marginal=None, random_state=None):
+        """Unweighted draws from estimated marginals.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        marginal : tuple of str, optional
+            ``("a", "b")`` draws from that 2-d marginal (columns ``a``, ``b``),
+            ``("a",)`` from a 1-d one. ``None`` draws every 1-d marginal
+            independently, one column each: not a joint sample.
+        random_state : int, RandomState or None
+
+        Returns
+        -------
+        DataFrame of shape (n, n_columns)
+        """
+        rng = check_random_state(random_state)
+        if marginal is None:
+            return pd.DataFrame({name: self._sample_grid((name,), n, rng)[:, 0]
+                                 for name in self.names})
+        key = (marginal,) if isinstance(marginal, str) else tuple(marginal)
+        try:
+            self._key(key)
+        except KeyError:
+            if self.estimator is None or key not in self.estimator.marginals_:
+                raise
+            return self._resample_weighted(key, n, rng)
+        return pd.DataFrame(self._sample_grid(key, n, rng), columns=list(key))
+
+    def _sample_grid(self, marginal, n, rng):
+        key, flipped = self._key(marginal)
+        m = self.mass[key].ravel()
+        flat = rng.choice(m.size, size=n, p=m / m.sum())
+        idx = np.unravel_index(flat, self.mass[key].shape)
+        cols = []
+        for j, (centres, width) in enumerate(self.axes[key]):
+            cols.append(centres[idx[j]] + width * (rng.random_sample(n) - 0.5))
+        out = np.column_stack(cols)
+        return out[:, ::-1] if flipped else out
+
+    def weighted_samples(self, n=10_000, random_state=None):
+        """Prior draws and their normalized weights ``exp f_m`` for every marginal.
+
+        Returns
+        -------
+        theta : DataFrame (n, D)
+            Draws of the (truncated) prior.
+        weights : DataFrame (n, n_marginals)
+            Self-normalized importance weights per marginal (each column sums to one).
+        """
+        if self.estimator is None or self.x is None:
+            raise ValueError("weighted_samples needs the estimator and the observation.")
+        theta = self.estimator.prior_.sample(n, random_state=random_state)
+        logr = self.estimator.log_ratio(np.repeat(self.x[None], n, axis=0), theta).to_numpy()
+        w = np.exp(logr - logr.max(axis=0))
+        w /= w.sum(axis=0)
+        return theta, pd.DataFrame(w, columns=self.estimator.log_ratio_columns_)
+
+    def _resample_weighted(self, key, n, rng):
+        theta, w = self.weighted_samples(max(20 * n, 10_000), random_state=rng)
+        col = self.estimator.log_ratio_columns_[self.estimator.marginals_.index(key)]
+        rows = rng.choice(len(theta), size=n, p=w[col].to_numpy())
+        return theta.loc[rows, list(key)].reset_index(drop=True)
+
+    # ------------------------------------------------------------ summaries
+    def _cdf(self, name):
+        (centres, width), = self.axes[(name,)]
+        m = self.mass[(name,)]
+        edges = np.concatenate([[centres[0] - width / 2], centres + width / 2])
+        return edges, np.concatenate([[0.0], np.cumsum(m) / m.sum()])
+
+    def quantile(self, q):
+        """Quantiles of every 1-d marginal (piecewise-linear CDF).
+
+        Parameters
+        ----------
+        q : float or sequence of float in [0, 1]
+
+        Returns
+        -------
+        DataFrame (index = q, columns = parameter names)
+        """
+        qs = np.atleast_1d(np.asarray(q, dtype=float))
+        out = {}
+        for name in self.names:
+            edges, cdf = self._cdf(name)
+            out[name] = np.interp(qs, cdf, edges)
+        return pd.DataFrame(out, index=pd.Index(qs, name="q"))
+
+    def mean(self):
+        """Posterior mean of every 1-d marginal (Series)."""
+        return pd.Series({n: float(np.sum(self.axes[(n,)][0][0] * self.mass[(n,)]))
+                          for n in self.names})
+
+    def std(self):
+        """Posterior standard deviation of every 1-d marginal (Series), cell width included."""
+        out = {}
+        for n in self.names:
+            (c, w), = self.axes[(n,)]
+            m = self.mass[(n,)]
+            mu = np.sum(c * m)
+            out[n] = float(np.sqrt(np.sum((c - mu) ** 2 * m) + w**2 / 12))
+        return pd.Series(out)
+
+    def interval(self, level=0.9):
+        """Central credible intervals of every 1-d marginal.
+
+        Returns
+        -------
+        DataFrame (index = names, columns ``lower``, ``upper``)
+        """
+        q = self.quantile([(1 - level) / 2, (1 + level) / 2])
+        return pd.DataFrame({"lower": q.iloc[0], "upper": q.iloc[1]})
+
+    def hpd(self, level=0.9):
+        """Highest-posterior-density region of every 1-d marginal.
+
+        Returns
+        -------
+        DataFrame (index = names, columns ``lower``, ``upper``, ``n_intervals``)
+            The extent of the region; ``n_intervals`` > 1 flags a multimodal region.
+        """
+        rows = {}
+        for n in self.names:
+            (c, w), = self.axes[(n,)]
+            m = self.mass[(n,)]
+            order = np.argsort(m)[::-1]
+            k = int(np.searchsorted(np.cumsum(m[order]), level * m.sum())) + 1
+            keep = np.zeros(len(m), bool)
+            keep[order[:k]] = True
+            starts = np.flatnonzero(keep & ~np.concatenate([[False], keep[:-1]]))
+            rows[n] = {"lower": c[keep].min() - w / 2, "upper": c[keep].max() + w / 2,
+                       "n_intervals": len(starts)}
+        return pd.DataFrame(rows).T.astype({"n_intervals": int})
+
+    def summary(self):
+        """Table of mean, std, median and 68 % / 95 % central intervals per parameter."""
+        q = self.quantile([0.025, 0.16, 0.5, 0.84, 0.975])
+        return pd.DataFrame({
+            "mean": self.mean(),
+            "std": self.std(),
+            "median": q.iloc[2],
+            "lower_68": q.iloc[1],
+            "upper_68": q.iloc[3],
+            "lower_95": q.iloc[0],
+            "upper_95": q.iloc[4],
+        })
+
+    def plot(self, **kwargs):
+        """Corner plot of this posterior (see :func:`sklearn_tmnre.plotting.corner`)."""
+        from .plotting import corner
+
+        return corner(self, **kwargs)
+
+    def __repr__(self):
+        return (f"MarginalPosterior({len(self.names)} 1-d and "
+                f"{sum(len(m) == 2 for m in self.marginals)} 2-d marginals)")

@@ -1,0 +1,384 @@
+"""Named product priors built from frozen ``scipy.stats`` distributions.
+
+A :class:`Prior` is a product of independent 1-d distributions, one per named
+parameter, optionally restricted to a box ``[low_i, high_i]``.  Truncation is
+exact: the truncated density is
+
+.. math:: p_\\Gamma(\\theta_i) = p(\\theta_i) / (F_i(h_i) - F_i(l_i)),
+          \\quad l_i \\le \\theta_i \\le h_i,
+
+and it is sampled by the inverse CDF between ``F(low)`` and ``F(high)``, so
+draws of a truncated prior are draws of the original prior conditioned on the
+box.  That is what lets TMNRE reuse earlier simulations that fall inside a new,
+smaller box.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.utils import check_random_state
+
+__all__ = ["Prior"]
+
+
+def _check_distribution(name, dist):
+    if isinstance(dist, stats.rv_continuous | stats.rv_discrete):
+        raise TypeError(
+            f"Prior: distribution {name!r} is not frozen; pass e.g. "
+            f"stats.{dist.name}(loc, scale) instead of stats.{dist.name}."
+        )
+    if not hasattr(dist, "dist") or not hasattr(dist, "ppf"):
+        raise TypeError(
+            f"Prior: distribution {name!r} must be a frozen univariate scipy.stats "
+            f"distribution such as stats.uniform(0, 1); got {type(dist).__name__}."
+        )
+    if not isinstance(dist.dist, stats.rv_continuous):
+        raise TypeError(
+            f"Prior: distribution {name!r} must be continuous; discrete priors are not "
+            "supported by ratio estimation on grids."
+        )
+    sample = np.asarray(dist.rvs(size=2, random_state=0))
+    if sample.shape != (2,):
+        raise TypeError(
+            f"Prior: distribution {name!r} is multivariate (a draw has shape "
+            f"{sample.shape[1:]}); give one univariate distribution per parameter."
+        )
+
+
+class Prior:
+    """A product of named, independent 1-d priors, optionally truncated to a box.
+
+    Parameters
+    ----------
+    distributions : dict or list
+        ``{name: frozen scipy.stats distribution}``; a list gives the names
+        ``theta_0, theta_1, ...``.
+    bounds : dict, DataFrame or array-like of shape (n_params, 2), optional
+        Restrict the prior to this box (exact truncation). Usually created by
+        :meth:`truncate`, not passed by hand.
+
+    Attributes
+    ----------
+    names : list of str
+        Parameter names, in column order.
+    ndim : int
+        Number of parameters.
+    distributions : dict
+        The untruncated 1-d distributions.
+
+    Examples
+    --------
+    >>> from scipy import stats
+    >>> from sklearn_tmnre import Prior
+    >>> prior = Prior({"a": stats.uniform(-1, 2), "b": stats.norm(0, 1)})
+    >>> prior.sample(3, random_state=0).shape
+    (3, 2)
+    >>> float(prior.mass({"a": (0, 1), "b": (-np.inf, np.inf)}))
+    0.5
+    """
+
+    def __init__(self, distributions, bounds=None):
+        if isinstance(distributions, Prior):
+            distributions = distributions.distributions
+        if isinstance(distributions, dict):
+            items = list(distributions.items())
+        elif isinstance(distributions, list | tuple):
+            items = [(f"theta_{i}", d) for i, d in enumerate(distributions)]
+        else:
+            raise TypeError(
+                "Prior: distributions must be a dict {{name: frozen scipy.stats "
+                f"distribution}} or a list of them; got {type(distributions).__name__}."
+            )
+        if not items:
+            raise ValueError("Prior: at least one parameter is required.")
+        names = [str(n) for n, _ in items]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"Prior: duplicate parameter names {dup}.")
+        for name, dist in items:
+            _check_distribution(name, dist)
+        self.distributions = dict(zip(names, (d for _, d in items)))
+        self.names = names
+        self.ndim = len(names)
+        full = np.array([d.support() for d in self.distributions.values()], dtype=float)
+        self._full_support = full
+        self._bounds = full.copy() if bounds is None else self._parse_bounds(bounds, clip=True)
+        self._cdf_low = np.array(
+            [d.cdf(lo) for d, lo in zip(self.distributions.values(), self._bounds[:, 0])]
+        )
+        self._sf_high = np.array(
+            [d.sf(hi) for d, hi in zip(self.distributions.values(), self._bounds[:, 1])]
+        )
+        # Mass per dimension, computed from both tails to keep precision far out.
+        self._mass_1d = np.clip(1.0 - self._cdf_low - self._sf_high, 0.0, 1.0)
+        if np.any(self._mass_1d <= 0) or np.any(self._bounds[:, 1] <= self._bounds[:, 0]):
+            bad = [n for n, m, b in zip(names, self._mass_1d, self._bounds) if m <= 0 or b[1] <= b[0]]
+            raise ValueError(f"Prior: the box has zero prior mass for parameter(s) {bad}.")
+
+    # ------------------------------------------------------------------ helpers
+    def _parse_bounds(self, bounds, clip):
+        """Return bounds as an array (ndim, 2); unknown names are an error."""
+        if isinstance(bounds, pd.DataFrame):
+            unknown = [n for n in bounds.index if n not in self.names]
+            if unknown:
+                raise ValueError(f"Prior: unknown parameter names in bounds: {unknown}.")
+            arr = self._full_support.copy()
+            for n in bounds.index:
+                i = self.names.index(n)
+                arr[i] = bounds.loc[n, ["low", "high"]].to_numpy(dtype=float)
+        elif isinstance(bounds, dict):
+            unknown = [n for n in bounds if n not in self.names]
+            if unknown:
+                raise ValueError(f"Prior: unknown parameter names in bounds: {unknown}.")
+            arr = self._full_support.copy()
+            for n, (lo, hi) in bounds.items():
+                arr[self.names.index(n)] = (lo, hi)
+        else:
+            arr = np.asarray(bounds, dtype=float)
+            if arr.shape != (self.ndim, 2):
+                raise ValueError(
+                    f"Prior: bounds must have shape ({self.ndim}, 2) (one [low, high] per "
+                    f"parameter); got {arr.shape}."
+                )
+            arr = arr.copy()
+        if np.isnan(arr).any():
+            raise ValueError("Prior: bounds contain NaN.")
+        if np.any(arr[:, 1] < arr[:, 0]):
+            bad = [n for n, b in zip(self.names, arr) if b[1] < b[0]]
+            raise ValueError(f"Prior: bounds with high < low for parameter(s) {bad}.")
+        if clip:
+            arr[:, 0] = np.maximum(arr[:, 0], self._full_support[:, 0])
+            arr[:, 1] = np.minimum(arr[:, 1], self._full_support[:, 1])
+        return arr
+
+    def _as_array(self, theta, argname="theta"):
+        """Validate ``theta`` into a float array (n, ndim) in this prior's column order."""
+        if isinstance(theta, pd.DataFrame):
+            missing = [n for n in self.names if n not in theta.columns]
+            if missing:
+                raise ValueError(
+                    f"{argname}: missing columns {missing}; expected columns {self.names}."
+                )
+            theta = theta[self.names].to_numpy()
+        arr = np.asarray(theta)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{argname}: expected numeric values, got dtype {arr.dtype}.")
+        arr = arr.astype(float)
+        if arr.ndim == 1:
+            arr = arr.reshape(-1, 1) if self.ndim == 1 else arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.ndim:
+            raise ValueError(
+                f"{argname}: expected shape (n, {self.ndim}) for parameters {self.names}; "
+                f"got {np.shape(theta)}."
+            )
+        if np.isnan(arr).any():
+            raise ValueError(f"{argname}: contains NaN.")
+        return arr
+
+    # ---------------------------------------------------------------- interface
+    @property
+    def bounds(self):
+        """ndarray of shape (ndim, 2): the box ``[low, high]`` of each parameter."""
+        return self._bounds.copy()
+
+    @property
+    def support(self):
+        """DataFrame (index = names, columns ``low``, ``high``) of the current support."""
+        return pd.DataFrame(self._bounds, index=pd.Index(self.names, name="parameter"),
+                            columns=["low", "high"])
+
+    @property
+    def is_truncated(self):
+        """bool: whether the box is narrower than the distributions' own support."""
+        return not np.array_equal(self._bounds, self._full_support)
+
+    def untruncated(self):
+        """Return the prior without its box (the original distributions)."""
+        return Prior(self.distributions)
+
+    def marginal(self, names):
+        """Return the (truncated) prior of a subset of parameters, in the given order."""
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"Prior: unknown parameter names {unknown}; known: {self.names}.")
+        idx = [self.names.index(n) for n in names]
+        return Prior({n: self.distributions[n] for n in names}, bounds=self._bounds[idx])
+
+    def sample(self, n, random_state=None):
+        """Draw ``n`` samples (exact inverse-CDF sampling inside the box).
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        random_state : int, RandomState, Generator or None
+            Seed for reproducible draws.
+
+        Returns
+        -------
+        theta : DataFrame of shape (n, ndim)
+        """
+        if not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"Prior.sample: n must be a non-negative integer; got {n!r}.")
+        if isinstance(random_state, np.random.Generator):
+            u = random_state.random((int(n), self.ndim))
+        else:
+            u = check_random_state(random_state).random_sample((int(n), self.ndim))
+        return pd.DataFrame(self._from_unit(u), columns=self.names)
+
+    def _from_unit(self, u):
+        out = np.empty_like(u, dtype=float)
+        for i, dist in enumerate(self.distributions.values()):
+            lo, sf_hi, mass = self._cdf_low[i], self._sf_high[i], self._mass_1d[i]
+            if lo > 0.5:  # box far in the upper tail: invert the survival function
+                out[:, i] = dist.isf(sf_hi + (1.0 - u[:, i]) * mass)
+            else:
+                out[:, i] = dist.ppf(lo + u[:, i] * mass)
+        return np.clip(out, self._bounds[:, 0], self._bounds[:, 1])
+
+    def from_unit(self, u):
+        """Map points of the unit cube to parameters (inverse probability integral transform).
+
+        Parameters
+        ----------
+        u : array-like or DataFrame of shape (n, ndim), values in [0, 1]
+
+        Returns
+        -------
+        theta : DataFrame of shape (n, ndim)
+        """
+        u = self._as_array(u, "u")
+        if np.any((u < 0) | (u > 1)):
+            raise ValueError("Prior.from_unit: u must lie in [0, 1].")
+        return pd.DataFrame(self._from_unit(u), columns=self.names)
+
+    def to_unit(self, theta):
+        """Map parameters to the unit cube of this (truncated) prior, per parameter.
+
+        Values outside the box map to 0 or 1 (clipped).
+
+        Parameters
+        ----------
+        theta : array-like or DataFrame of shape (n, ndim)
+
+        Returns
+        -------
+        u : DataFrame of shape (n, ndim)
+        """
+        th = self._as_array(theta)
+        out = np.empty_like(th)
+        for i, dist in enumerate(self.distributions.values()):
+            if self._cdf_low[i] > 0.5:
+                out[:, i] = (self._sf_high[i] + self._mass_1d[i] - dist.sf(th[:, i])) / self._mass_1d[i]
+            else:
+                out[:, i] = (dist.cdf(th[:, i]) - self._cdf_low[i]) / self._mass_1d[i]
+        return pd.DataFrame(np.clip(out, 0.0, 1.0), columns=self.names)
+
+    def log_prob_per_param(self, theta):
+        """Log density of each parameter separately, shape (n, ndim); ``-inf`` outside."""
+        th = self._as_array(theta)
+        out = np.empty_like(th)
+        for i, dist in enumerate(self.distributions.values()):
+            with np.errstate(divide="ignore"):
+                out[:, i] = dist.logpdf(th[:, i]) - np.log(self._mass_1d[i])
+        outside = (th < self._bounds[:, 0]) | (th > self._bounds[:, 1])
+        out[outside] = -np.inf
+        return out
+
+    def log_prob(self, theta):
+        """Log density of the (truncated) prior; ``-inf`` outside the support.
+
+        Parameters
+        ----------
+        theta : array-like or DataFrame of shape (n, ndim)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n,)
+        """
+        return self.log_prob_per_param(theta).sum(axis=1)
+
+    def contains(self, theta):
+        """Boolean mask (n,): rows inside the box (bounds included)."""
+        th = self._as_array(theta)
+        return np.all((th >= self._bounds[:, 0]) & (th <= self._bounds[:, 1]), axis=1)
+
+    def mass(self, bounds):
+        """Probability under this prior of the box ``bounds``.
+
+        Parameters
+        ----------
+        bounds : dict, DataFrame (``low``/``high``) or array (ndim, 2)
+            Parameters left out of a dict or DataFrame keep their full range.
+
+        Returns
+        -------
+        mass : float
+        """
+        box = self._parse_bounds(bounds, clip=False)
+        lo = np.maximum(box[:, 0], self._bounds[:, 0])
+        hi = np.minimum(box[:, 1], self._bounds[:, 1])
+        if np.any(hi <= lo):
+            return 0.0
+        total = 1.0
+        for i, dist in enumerate(self.distributions.values()):
+            inner = max(dist.cdf(hi[i]) - dist.cdf(lo[i]), dist.sf(lo[i]) - dist.sf(hi[i]))
+            total *= inner / self._mass_1d[i]
+        return float(min(max(total, 0.0), 1.0))
+
+    def truncate(self, bounds):
+        """Return a new prior restricted to ``bounds`` intersected with the current box.
+
+        Parameters
+        ----------
+        bounds : dict, DataFrame (``low``/``high``) or array (ndim, 2)
+
+        Returns
+        -------
+        prior : Prior
+
+        Raises
+        ------
+        ValueError
+            If the box is empty or does not overlap the current support.
+        """
+        box = self._parse_bounds(bounds, clip=False)
+        lo = np.maximum(box[:, 0], self._bounds[:, 0])
+        hi = np.minimum(box[:, 1], self._bounds[:, 1])
+        empty = [n for n, a, b in zip(self.names, lo, hi) if not b > a]
+        if empty:
+            raise ValueError(
+                f"Prior.truncate: the box is empty or outside the support for {empty}; "
+                f"the current support is\n{self.support}"
+            )
+        return Prior(self.distributions, bounds=np.column_stack([lo, hi]))
+
+    def __repr__(self):
+        parts = []
+        for (name, dist), (lo, hi), full in zip(
+            self.distributions.items(), self._bounds, self._full_support
+        ):
+            args = ", ".join(f"{a:.4g}" for a in dist.args)
+            kw = ", ".join(f"{k}={v:.4g}" for k, v in dist.kwds.items())
+            desc = f"{dist.dist.name}({', '.join(p for p in (args, kw) if p)})"
+            if (lo, hi) != tuple(full):
+                desc += f" in [{lo:.4g}, {hi:.4g}]"
+            parts.append(f"{name}: {desc}")
+        return "Prior({" + "; ".join(parts) + "})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Prior):
+            return NotImplemented
+        return (
+            self.names == other.names
+            and np.array_equal(self._bounds, other._bounds)
+            and all(a.dist.name == b.dist.name and a.args == b.args and a.kwds == b.kwds
+                    for a, b in zip(self.distributions.values(), other.distributions.values()))
+        )
+
+    __hash__ = None

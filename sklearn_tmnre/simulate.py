@@ -1,0 +1,340 @@
+"""Run a simulator over many parameter draws: seeded, parallel, failure-aware.
+
+Every row ``i`` gets its own random generator, built from one
+:class:`numpy.random.SeedSequence` as ``SeedSequence(entropy, spawn_key=(row_id,))``.
+A row's output therefore depends only on ``random_state`` and its row id, never
+on ``n_jobs``, ``batch_size``, the joblib backend or which worker ran it: the
+same ``random_state`` gives bit-identical data on a laptop or a Dask cluster.
+
+Work is fanned out with :class:`sklearn.utils.parallel.Parallel` and no backend
+is hard-coded, so ``with joblib.parallel_config(backend="dask"):`` sends the
+batches to a ``dask.distributed`` cluster.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import signal
+import threading
+import traceback
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.parallel import Parallel, delayed
+
+__all__ = ["simulate", "SimulationResult", "SimulationError", "SimulationWarning"]
+
+
+class SimulationError(ValueError):
+    """A simulation failed (raised, timed out, returned non-finite or misshapen data)."""
+
+
+class SimulationWarning(UserWarning):
+    """Some simulations failed and were dropped (``on_error="skip"``)."""
+
+
+@dataclass
+class SimulationResult:
+    """Everything :func:`simulate` learned, failed rows included.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, *event_shape)
+        Outputs; rows that failed are filled with NaN.
+    ok : ndarray of bool, shape (n,)
+        Which rows succeeded.
+    errors : list of (str or None)
+        The error text of each failed row (None where it succeeded).
+    """
+
+    X: np.ndarray
+    ok: np.ndarray
+    errors: list
+
+    @property
+    def failed_rows(self):
+        """ndarray of int: indices of the failed rows."""
+        return np.flatnonzero(~self.ok)
+
+
+def _accepts_rng(simulator):
+    try:
+        params = inspect.signature(simulator).parameters
+    except (TypeError, ValueError):
+        return False
+    return "rng" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _entropy(random_state):
+    """Turn any sklearn-style ``random_state`` into SeedSequence entropy."""
+    if random_state is None:
+        return np.random.SeedSequence().entropy
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state.entropy
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1)) * 2**32 + int(random_state.randint(2**31 - 1))
+    if isinstance(random_state, int | np.integer) and random_state >= 0:
+        return int(random_state)
+    raise ValueError(
+        f"simulate: random_state must be None, a non-negative int, a RandomState or a "
+        f"Generator; got {random_state!r}."
+    )
+
+
+def _generator(entropy, key):
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _call_with_timeout(fn, timeout):
+    """Call ``fn()``; give up after ``timeout`` seconds (None: wait forever)."""
+    if timeout is None:
+        return fn()
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+
+        def _alarm(signum, frame):
+            raise _Timeout
+
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    # Not in a main thread (threads, dask workers): run in a helper thread and
+    # abandon it when it overruns; its result is never used.
+    box = {}
+
+    def _target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below in the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=_target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise _Timeout
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _describe(exc):
+    if isinstance(exc, _Timeout):
+        return "timed out"
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return last
+
+
+def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout):
+    """Simulate one batch in a worker; returns a list of (output or None, error or None)."""
+    if vectorized:
+        kwargs = {"rng": _generator(entropy, (int(row_ids[0]), len(row_ids)))} if pass_rng else {}
+        try:
+            out = np.asarray(_call_with_timeout(lambda: simulator(theta, **kwargs), timeout))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported per row
+            return [(None, _describe(exc))] * len(row_ids)
+        if out.ndim == 0 or out.shape[0] != len(row_ids):
+            msg = f"vectorized simulator returned shape {out.shape} for {len(row_ids)} rows"
+            return [(None, msg)] * len(row_ids)
+        return [(row, None) for row in out]
+    results = []
+    for th, rid in zip(theta, row_ids):
+        kwargs = {"rng": _generator(entropy, (int(rid),))} if pass_rng else {}
+        try:
+            results.append((np.asarray(_call_with_timeout(lambda: simulator(th, **kwargs), timeout)),
+                            None))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported per row
+            results.append((None, _describe(exc)))
+    return results
+
+
+def _validate_theta(theta):
+    if isinstance(theta, pd.DataFrame):
+        theta = theta.to_numpy()
+    arr = np.asarray(theta)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"simulate: theta must be numeric; got dtype {arr.dtype}.")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"simulate: theta must have shape (n, n_params); got {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("simulate: theta contains NaN or infinite values.")
+    return arr.astype(float)
+
+
+def _assemble(outputs, n):
+    """Stack outputs; misshapen or non-finite ones become failures."""
+    errors = [err for _, err in outputs]
+    shapes = {}
+    for out, err in outputs:
+        if err is None:
+            shapes[out.shape] = shapes.get(out.shape, 0) + 1
+    if not shapes:
+        return SimulationResult(np.full((n,), np.nan), np.zeros(n, bool), errors)
+    event_shape = max(shapes, key=shapes.get)  # the majority shape is the event shape
+    dtype = np.result_type(np.float32, *[o.dtype for o, e in outputs if e is None][:1])
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.float64
+    X = np.full((n, *event_shape), np.nan, dtype=dtype)
+    ok = np.zeros(n, dtype=bool)
+    for i, (out, err) in enumerate(outputs):
+        if err is not None:
+            continue
+        if out.shape != event_shape:
+            errors[i] = f"returned shape {out.shape}, expected {event_shape}"
+            continue
+        if not np.issubdtype(out.dtype, np.number):
+            errors[i] = f"returned non-numeric dtype {out.dtype}"
+            continue
+        if not np.all(np.isfinite(out)):
+            errors[i] = "returned NaN or infinite values"
+            continue
+        X[i] = out
+        ok[i] = True
+    return SimulationResult(X, ok, errors)
+
+
+def simulate(
+    simulator,
+    theta,
+    *,
+    n_jobs=None,
+    batch_size=None,
+    random_state=None,
+    vectorized=False,
+    on_error="raise",
+    progress=False,
+    timeout=None,
+    row_ids=None,
+    return_result=False,
+):
+    """Run ``simulator`` on every row of ``theta`` and stack the outputs.
+
+    Parameters
+    ----------
+    simulator : callable
+        ``simulator(theta_row)`` or ``simulator(theta_row, rng=generator)`` returning
+        an array of the event shape. With ``vectorized=True`` it receives a 2-d
+        batch of rows and returns ``(n_batch, *event_shape)``. If it accepts ``rng``
+        it gets a :class:`numpy.random.Generator`; use it for all randomness.
+    theta : DataFrame or array-like of shape (n, n_params)
+        Parameter draws, e.g. from :meth:`Prior.sample`.
+    n_jobs : int, optional
+        Parallel workers (joblib semantics; -1 = all cores). The active
+        ``joblib.parallel_config`` chooses the backend (e.g. ``"dask"``).
+    batch_size : int, optional
+        Rows per task. Defaults to about four tasks per worker.
+    random_state : int, Generator, RandomState or None
+        Seeds every row's generator. The same value gives bit-identical output
+        for any ``n_jobs``, ``batch_size`` and backend (for ``vectorized=True``,
+        for the same ``batch_size``).
+    vectorized : bool, default=False
+        Pass whole batches to the simulator.
+    on_error : {"raise", "skip"}, default="raise"
+        What to do when a simulation raises, times out, or returns non-finite or
+        misshapen output: raise :class:`SimulationError` naming the row, or drop
+        the failed rows with a :class:`SimulationWarning` listing them.
+    progress : bool, default=False
+        Show a progress bar (tqdm).
+    timeout : float, optional
+        Seconds allowed per simulation (per batch when vectorized); an overrun
+        counts as a failure.
+    row_ids : array-like of int, optional
+        Seed keys of the rows (default ``0..n-1``). Giving the same ids to a
+        subset of rows reproduces exactly their outputs of a larger run, which
+        is how an interrupted campaign resumes.
+    return_result : bool, default=False
+        Return a :class:`SimulationResult` (all rows, NaN where failed, with the
+        error texts) instead of an array; ``on_error`` is then not applied.
+
+    Returns
+    -------
+    X : ndarray of shape (n_ok, *event_shape) or SimulationResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_tmnre import simulate
+    >>> def simulator(theta, rng):
+    ...     return theta + 0.1 * rng.standard_normal(theta.shape)
+    >>> X = simulate(simulator, np.zeros((4, 2)), random_state=0)
+    >>> X.shape
+    (4, 2)
+    """
+    if not callable(simulator):
+        raise TypeError(f"simulate: simulator must be callable; got {type(simulator).__name__}.")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"simulate: timeout must be positive seconds or None; got {timeout!r}.")
+    theta_arr = _validate_theta(theta)
+    n = len(theta_arr)
+    if n == 0:
+        raise ValueError("simulate: theta has no rows.")
+    ids = np.arange(n) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
+    if ids.shape != (n,) or (ids < 0).any():
+        raise ValueError(f"simulate: row_ids must be {n} non-negative integers.")
+    entropy = _entropy(random_state)
+    pass_rng = _accepts_rng(simulator)
+
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+    n_workers = max(1, parallel.n_jobs if parallel.n_jobs and parallel.n_jobs > 0 else 1)
+    if n_jobs is not None and n_jobs < 0:
+        import joblib
+
+        n_workers = joblib.cpu_count()
+    if batch_size is None:
+        batch_size = n if (n_workers == 1 and vectorized) else max(1, math.ceil(n / (4 * n_workers)))
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"simulate: batch_size must be a positive integer; got {batch_size!r}.")
+    starts = range(0, n, int(batch_size))
+    tasks = (
+        delayed(_run_batch)(simulator, theta_arr[s : s + batch_size], ids[s : s + batch_size],
+                            entropy, pass_rng, vectorized, timeout)
+        for s in starts
+    )
+    stream = parallel(tasks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        stream = tqdm(stream, total=len(starts), desc="simulate", unit="batch")
+    outputs = [pair for batch in stream for pair in batch]
+    result = _assemble(outputs, n)
+    if return_result:
+        return result
+    failed = result.failed_rows
+    if len(failed) and on_error == "raise":
+        i = int(failed[0])
+        names = theta.columns if isinstance(theta, pd.DataFrame) else range(theta_arr.shape[1])
+        params = ", ".join(f"{k}={v:.6g}" for k, v in zip(names, theta_arr[i]))
+        raise SimulationError(
+            f"simulate: the simulator failed on row {i} ({params}): {result.errors[i]}. "
+            f"{len(failed)} of {n} rows failed. Pass on_error='skip' to drop failed rows."
+        )
+    if len(failed) == n:
+        raise SimulationError(f"simulate: all {n} simulations failed; first error: "
+                              f"{result.errors[0]}")
+    if len(failed):
+        shown = failed[:20].tolist()
+        warnings.warn(
+            f"simulate: {len(failed)} of {n} simulations failed and were dropped "
+            f"(rows {shown}{' ...' if len(failed) > 20 else ''}; first error: "
+            f"{result.errors[failed[0]]}). Use return_result=True to see them all.",
+            SimulationWarning,
+            stacklevel=2,
+        )
+        return result.X[result.ok]
+    return result.X

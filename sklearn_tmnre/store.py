@@ -1,0 +1,794 @@
+"""A crash-safe, append-only, on-disk store of a TMNRE campaign's simulations.
+
+Every simulation of a campaign is one *row*: its parameters ``theta`` (one
+column per parameter name), its output ``X`` (an array of the event shape),
+whether it succeeded (``ok``), the error text of a failure, the ``round`` that
+planned the draw and the draw's ``index`` within that round.  The pair
+``(round, index)`` identifies a planned draw, so a round that was interrupted
+resumes by simulating only the indices that :meth:`SimulationStore.done_indices`
+does not list.  Truncation reuses earlier rounds: rows whose ``theta`` lie in
+the new box Γ are draws of the prior restricted to Γ, and
+:meth:`SimulationStore.select` returns exactly those.
+
+Layout (a plain zarr v3 group, readable by ``zarr``, ``dask.array.from_zarr``
+and ``xarray.open_zarr``)::
+
+    path/
+      zarr.json                 root group
+      theta/  (n, n_params)     float64, dims (row, param)
+      X/      (n, *event_shape) float32 or float64, dims (row, event_0, ...)
+      ok/     (n,)              bool
+      round/  (n,)              int64
+      index/  (n,)              int64
+      commit.json               the commit record: committed row count, names, ...
+      errors.jsonl              one JSON line per failed row with its error text
+      attrs.json                user metadata (SimulationStore.attrs)
+      .lock                     inter-process append lock
+
+Atomicity.  An append holds an exclusive ``flock`` on ``.lock``, resizes the
+arrays and writes the new rows, appends the error lines, and only then commits
+by atomically replacing ``commit.json`` (write a temporary file, ``fsync``,
+``os.replace``, ``fsync`` the directory).  Readers see rows ``< n_rows`` of the
+commit record only, so a process killed at any point leaves either the old or
+the new commit and never a half-written batch; the next writer overwrites the
+uncommitted leftovers.  Every zarr file is itself written to a temporary file,
+fsync'd and renamed into place, so a chunk that holds committed rows and is
+rewritten to add new ones is always either its old or its new version.  Other
+tools reading the arrays directly (dask, xarray) should use the first
+``n_rows`` rows of ``commit.json`` for the same guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import numbers
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import MutableMapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec
+from zarr.storage import LocalStore
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one writing process at a time (see SimulationStore).
+    fcntl = None
+
+__all__ = ["SimulationStore"]
+
+_FORMAT = "sklearn_tmnre.SimulationStore"
+_VERSION = 1
+_COMMIT = "commit.json"
+_ERRORS = "errors.jsonl"
+_ATTRS = "attrs.json"
+_LOCK = ".lock"
+_ARRAYS = ("theta", "X", "ok", "round", "index")
+# Chunks of about 4 MiB keep a rewrite of the last, partly filled chunk cheap while
+# keeping the file count of a large store low; the row cap bounds that rewrite for
+# arrays with tiny rows (ok, round, index).
+_CHUNK_BYTES = 4 << 20
+_MAX_CHUNK_ROWS = 16384
+
+
+def _fsync_dir(path):
+    # Persists the directory entry of a file just created or renamed into ``path``;
+    # directories cannot be opened for fsync on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_mkdir(path):
+    path = Path(path)
+    if path.is_dir():
+        return
+    _durable_mkdir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+    _fsync_dir(path.parent)
+
+
+def _durable_write(path, data):
+    """Replace ``path`` by ``data`` atomically and durably (temp file, fsync, rename)."""
+    path = Path(path)
+    _durable_mkdir(path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+class _DurableLocalStore(LocalStore):
+    """A zarr ``LocalStore`` whose every write is fsync'd before it is renamed into place."""
+
+    async def set(self, key, value):
+        self._check_writable()
+        await asyncio.to_thread(_durable_write, self.root / key, value.as_buffer_like())
+
+    def set_sync(self, key, value):
+        self._check_writable()
+        _durable_write(self.root / key, value.as_buffer_like())
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer | np.floating | np.bool_):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(
+        f"SimulationStore.attrs: values must be JSON serialisable (numbers, strings, lists, "
+        f"dicts, numpy arrays); got {type(obj).__name__}."
+    )
+
+
+def _chunk_rows(row_bytes):
+    rows = max(1, _CHUNK_BYTES // max(1, row_bytes))
+    return int(min(_MAX_CHUNK_ROWS, 1 << (rows.bit_length() - 1)))
+
+
+def _read_json(path):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        return None
+
+
+class _Attrs(MutableMapping):
+    """JSON metadata of a store; every write re-reads, modifies and atomically replaces it."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def _read(self):
+        return _read_json(self._store.path / _ATTRS) or {}
+
+    def __getitem__(self, key):
+        return self._read()[key]
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self):
+        return len(self._read())
+
+    def __setitem__(self, key, value):
+        self.update({key: value})
+
+    def __delitem__(self, key):
+        with self._store._locked("set attrs"):
+            attrs = self._read()
+            del attrs[key]
+            self._write(attrs)
+
+    def update(self, other=(), /, **kwargs):
+        """Set several keys in one atomic write."""
+        new = dict(other, **kwargs)
+        if not all(isinstance(k, str) for k in new):
+            raise TypeError("SimulationStore.attrs: keys must be strings (JSON object keys).")
+        payload = json.dumps(new, default=_json_default)  # fail before taking the lock
+        with self._store._locked("set attrs"):
+            attrs = self._read()
+            attrs.update(json.loads(payload))
+            self._write(attrs)
+
+    def _write(self, attrs):
+        _durable_write(self._store.path / _ATTRS,
+                       json.dumps(attrs, default=_json_default, indent=1).encode())
+
+    def __repr__(self):
+        return f"SimulationStore.attrs({self._read()!r})"
+
+
+class SimulationStore:
+    """On-disk, crash-safe, append-only store of simulations (a zarr group).
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory of the store (conventionally ending in ``.zarr``). It is created
+        on the first write, not when the store is opened.
+    mode : {"a", "r", "w"}, default="a"
+        ``"a"``: open an existing store or start a new one; ``"r"``: open an
+        existing store read-only; ``"w"``: delete an existing store at ``path``
+        and start a new one.
+
+    Attributes
+    ----------
+    path : Path
+        The store directory.
+    names : list of str or None
+        Parameter names, fixed by the first append (None before).
+    event_shape : tuple of int or None
+        Shape of one simulation output, fixed by the first append (None before).
+    ndim : int or None
+        Number of parameters.
+    n_done, n_failed : int
+        Committed rows that succeeded / failed; ``len(store) == n_done + n_failed``.
+    attrs : MutableMapping
+        JSON metadata (e.g. the campaign settings, per-round bounds); each write is
+        atomic and serialised with appends.
+
+    Notes
+    -----
+    Appends from several processes on one machine or a shared POSIX filesystem
+    are serialised by ``fcntl.flock`` on ``path/.lock`` (NFS needs working
+    locks, as on NFSv4). Without ``fcntl`` (Windows) only one process may
+    append at a time. Each append returns only after its rows are fsync'd and
+    committed; a process killed mid-append leaves the store as it was before
+    that append. Committed rows are never modified.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, pandas as pd
+    >>> from sklearn_tmnre import SimulationStore
+    >>> store = SimulationStore(tempfile.mkdtemp() + "/sims.zarr")
+    >>> theta = pd.DataFrame({"a": [0.1, 0.5, 0.9], "b": [1.0, 2.0, 3.0]})
+    >>> store.append(theta, np.ones((3, 4), dtype=np.float32), round=0)
+    array([0, 1, 2])
+    >>> theta_in, X_in, rows = store.select({"a": (0.0, 0.6)})
+    >>> rows, X_in.shape, X_in.dtype
+    (array([0, 1]), (2, 4), dtype('float32'))
+    >>> store.done_indices(0)
+    array([0, 1, 2])
+    """
+
+    def __init__(self, path, mode="a"):
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"SimulationStore: path must be a str or Path; got "
+                            f"{type(path).__name__}.")
+        if mode not in ("a", "r", "w"):
+            raise ValueError(f"SimulationStore: mode must be 'a' (read/write), 'r' (read-only) "
+                             f"or 'w' (overwrite); got {mode!r}.")
+        self.path = Path(path).absolute()
+        self._read_only = mode == "r"
+        self._thread_lock = threading.RLock()
+        self._commit = None
+        self._arrays = {}
+        self._cache = None
+        if mode == "w" and self.path.exists():
+            self._remove_existing()
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"SimulationStore: path {str(self.path)!r} exists and is not a "
+                             "directory; give a directory path such as 'sims.zarr'.")
+        if self.path.is_dir() and not self._is_store_dir():
+            raise ValueError(
+                f"SimulationStore: {str(self.path)!r} is a non-empty directory that is not a "
+                "SimulationStore; give a new or empty directory."
+            )
+        if self._read_only and _read_json(self.path / _COMMIT) is None:
+            raise FileNotFoundError(
+                errno.ENOENT, "SimulationStore: no store to open read-only (mode='r'); use "
+                "mode='a' to create one", str(self.path))
+        self._refresh()
+
+    # ------------------------------------------------------------------ opening
+    def _is_store_dir(self):
+        entries = {p.name for p in self.path.iterdir()}
+        return not entries or bool(entries & {_COMMIT, _LOCK, "zarr.json"})
+
+    def _remove_existing(self):
+        if self.path.is_dir() and self._is_store_dir():
+            shutil.rmtree(self.path)
+        else:
+            raise ValueError(
+                f"SimulationStore: mode='w' would delete {str(self.path)!r}, which is not a "
+                "SimulationStore; remove it yourself or choose another path."
+            )
+
+    def __getstate__(self):
+        # A pickled store reopens its path; "w" must not wipe the data again.
+        return {"path": str(self.path), "mode": "r" if self._read_only else "a"}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], mode=state["mode"])
+
+    def __repr__(self):
+        self._refresh()
+        return (f"SimulationStore({str(self.path)!r}, rows={len(self)}, done={self.n_done}, "
+                f"failed={self.n_failed})")
+
+    # ------------------------------------------------------------------ commit record
+    def _refresh(self):
+        """Re-read the commit record; drop caches if the store was recreated meanwhile."""
+        commit = _read_json(self.path / _COMMIT)
+        if commit is None:
+            commit = {"n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": None,
+                      "event_shape": None, "x_dtype": None, "uid": None}
+        elif commit.get("format") != _FORMAT or commit.get("version", 0) > _VERSION:
+            raise ValueError(f"SimulationStore: {str(self.path / _COMMIT)!r} was not written by "
+                             f"this version of {_FORMAT}.")
+        if self._commit is None or commit["uid"] != self._commit["uid"]:
+            self._arrays = {}
+            self._cache = None
+        self._commit = commit
+        return commit
+
+    def _zarr_store(self):
+        return _DurableLocalStore(self.path, read_only=self._read_only)
+
+    def _array(self, name):
+        """The zarr array ``name``, reopened when another process has grown it."""
+        arr = self._arrays.get(name)
+        if arr is None or arr.shape[0] < self._commit["n_rows"]:
+            arr = zarr.open_array(store=self._zarr_store(), path=name,
+                                  mode="r" if self._read_only else "r+")
+            self._arrays[name] = arr
+        return arr
+
+    def _columns(self):
+        """Cached theta, ok, round and index of the committed rows (committed rows never change)."""
+        n = self._refresh()["n_rows"]
+        if self._cache is None:
+            self._cache = {"n": 0, "theta": np.empty((0, self.ndim or 0)),
+                           "ok": np.empty(0, bool), "round": np.empty(0, np.int64),
+                           "index": np.empty(0, np.int64)}
+        old = self._cache["n"]
+        if n > old:
+            for name in ("theta", "ok", "round", "index"):
+                self._cache[name] = np.concatenate([self._cache[name],
+                                                    self._array(name)[old:n]])
+            self._cache["n"] = n
+        return self._cache
+
+    # ------------------------------------------------------------------ locking
+    @contextlib.contextmanager
+    def _locked(self, action):
+        if self._read_only:
+            raise PermissionError(
+                errno.EACCES, f"SimulationStore: cannot {action}, the store was opened read-only "
+                "(mode='r'); open it with mode='a' to write", str(self.path))
+        with self._thread_lock:
+            _durable_mkdir(self.path)
+            fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    def check_writable(self, nbytes=1 << 20):
+        """Raise a clear ``OSError`` now if the store cannot be written.
+
+        Creates the directory if needed, then writes, fsyncs and deletes a probe
+        file of ``nbytes`` bytes. Call it before simulating anything, so a
+        campaign does not spend hours on simulations it cannot save.
+
+        Parameters
+        ----------
+        nbytes : int, default=1 MiB
+            Size of the probe file.
+
+        Raises
+        ------
+        OSError
+            ``PermissionError`` for a read-only store or directory, another
+            ``OSError`` subclass (e.g. ``NotADirectoryError``, ``ENOSPC``) otherwise;
+            the message names the path.
+        """
+        if self._read_only:
+            raise PermissionError(errno.EACCES, "SimulationStore: the store was opened "
+                                  "read-only (mode='r'); open it with mode='a' to write",
+                                  str(self.path))
+        probe = self.path / f".probe-{uuid.uuid4().hex}"
+        try:
+            _durable_mkdir(self.path)
+            with open(probe, "wb") as f:
+                f.write(bytes(int(nbytes)))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OSError(
+                e.errno or errno.EIO,
+                f"SimulationStore: cannot write simulations to this path ({e.strerror or e}); "
+                "make sure the directory is writable and the disk has free space",
+                str(self.path)) from e
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def names(self):
+        """list of str or None: the parameter names."""
+        names = self._refresh()["names"]
+        return None if names is None else list(names)
+
+    @property
+    def event_shape(self):
+        """tuple of int or None: the shape of one simulation output."""
+        shape = self._refresh()["event_shape"]
+        return None if shape is None else tuple(shape)
+
+    @property
+    def ndim(self):
+        """int or None: the number of parameters."""
+        names = self.names
+        return None if names is None else len(names)
+
+    def __len__(self):
+        return self._refresh()["n_rows"]
+
+    @property
+    def n_failed(self):
+        """int: committed rows whose simulation failed."""
+        return self._refresh()["n_failed"]
+
+    @property
+    def n_done(self):
+        """int: committed rows whose simulation succeeded."""
+        commit = self._refresh()
+        return commit["n_rows"] - commit["n_failed"]
+
+    @property
+    def attrs(self):
+        """MutableMapping: JSON metadata stored next to the simulations."""
+        return _Attrs(self)
+
+    # ------------------------------------------------------------------ append
+    def _validate_batch(self, theta, X, ok, errors, round, index):
+        if isinstance(theta, pd.DataFrame):
+            names = [str(c) for c in theta.columns]
+            if len(set(names)) != len(names):
+                raise ValueError(f"SimulationStore.append: theta has duplicate column names "
+                                 f"{names}.")
+            theta_arr = theta.to_numpy(dtype=np.float64)
+        else:
+            names = None
+            theta_arr = np.asarray(theta, dtype=np.float64)
+            if theta_arr.ndim == 1:
+                theta_arr = theta_arr[:, None]
+        if theta_arr.ndim != 2:
+            raise ValueError(f"SimulationStore.append: theta must be a DataFrame or an array of "
+                             f"shape (n, n_params); got shape {theta_arr.shape}.")
+        n = len(theta_arr)
+        X = np.asarray(X)
+        if X.ndim < 1 or len(X) != n:
+            raise ValueError(f"SimulationStore.append: X must have one row per theta row "
+                             f"({n}); got shape {X.shape}.")
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+                or X.dtype == bool):
+            raise TypeError(f"SimulationStore.append: X must be numeric (real); got dtype "
+                            f"{X.dtype}.")
+        if errors is not None:
+            errors = list(errors)
+            if len(errors) != n or not all(e is None or isinstance(e, str) for e in errors):
+                raise ValueError(f"SimulationStore.append: errors must be a list of {n} "
+                                 "strings or None (one per row).")
+        if ok is None:
+            ok = np.ones(n, bool) if errors is None else np.array([e is None for e in errors])
+        ok = np.asarray(ok)
+        if ok.dtype != bool or ok.shape != (n,):
+            raise ValueError(f"SimulationStore.append: ok must be a boolean array of shape "
+                             f"({n},); got dtype {ok.dtype}, shape {ok.shape}.")
+        if errors is not None and any(e is not None and k for e, k in zip(errors, ok)):
+            raise ValueError("SimulationStore.append: errors gives an error text for a row "
+                             "whose ok is True; use None for rows that succeeded.")
+        if not isinstance(round, numbers.Integral) or isinstance(round, bool) or round < 0:
+            raise ValueError(f"SimulationStore.append: round must be a non-negative integer; "
+                             f"got {round!r}.")
+        if index is not None:
+            index = np.asarray(index)
+            if (index.shape != (n,) or not np.issubdtype(index.dtype, np.integer)
+                    or (index < 0).any()):
+                raise ValueError(f"SimulationStore.append: index must be {n} non-negative "
+                                 "integers (the draws' indices within their round).")
+            if len(np.unique(index)) != n:
+                raise ValueError("SimulationStore.append: index has repeated values; each "
+                                 "(round, index) is one planned draw.")
+            index = index.astype(np.int64)
+        return names, theta_arr, X, ok, errors, int(round), index
+
+    def _check_schema(self, names, theta_arr, X):
+        commit = self._commit
+        if commit["names"] is None:
+            return names or [f"theta_{i}" for i in range(theta_arr.shape[1])], theta_arr
+        stored = commit["names"]
+        if names is None:
+            if theta_arr.shape[1] != len(stored):
+                raise ValueError(f"SimulationStore.append: theta has {theta_arr.shape[1]} "
+                                 f"columns but the store holds {len(stored)} parameters "
+                                 f"{stored}.")
+        elif names != stored:
+            if sorted(names) != sorted(stored):
+                missing = [s for s in stored if s not in names]
+                extra = [s for s in names if s not in stored]
+                raise ValueError(f"SimulationStore.append: theta's parameter names differ from "
+                                 f"the store's {stored}: missing {missing}, unexpected {extra}.")
+            theta_arr = theta_arr[:, [names.index(s) for s in stored]]
+        if tuple(X.shape[1:]) != tuple(commit["event_shape"]):
+            raise ValueError(f"SimulationStore.append: X's event shape {X.shape[1:]} differs "
+                             f"from the store's event shape {tuple(commit['event_shape'])}.")
+        return stored, theta_arr
+
+    def _create_arrays(self, names, event_shape, x_dtype):
+        zstore = self._zarr_store()
+        zarr.open_group(store=zstore, mode="a")
+        floats = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+        specs = {
+            "theta": ((len(names),), np.float64, np.nan, ("param",)),
+            "X": (event_shape, x_dtype, np.nan, tuple(f"event_{i}"
+                                                       for i in range(len(event_shape)))),
+            "ok": ((), bool, False, ()),
+            "round": ((), np.int64, -1, ()),
+            "index": ((), np.int64, -1, ()),
+        }
+        self._arrays = {}
+        for name, (shape, dtype, fill, dims) in specs.items():
+            row_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            self._arrays[name] = zarr.create_array(
+                store=zstore, name=name, shape=(0, *shape), dtype=dtype,
+                chunks=(_chunk_rows(row_bytes), *shape), fill_value=fill,
+                compressors=floats if np.dtype(dtype).kind == "f" else "auto",
+                dimension_names=("row", *dims), overwrite=True,
+            )
+
+    def append(self, theta, X, ok=None, errors=None, round=0, index=None):
+        """Append a batch of simulations; return once it is durably committed.
+
+        Parameters
+        ----------
+        theta : DataFrame or array-like of shape (n, n_params)
+            Parameters; DataFrame columns are the parameter names (in any order
+            once the store has names). An array gets the store's names, or
+            ``theta_0, theta_1, ...`` on the first append.
+        X : array-like of shape (n, *event_shape)
+            Simulation outputs; rows where ``ok`` is False may be NaN. The first
+            append fixes the dtype: float32 stays float32, anything else is float64.
+        ok : array-like of bool, shape (n,), optional
+            Which simulations succeeded. Default: the rows whose ``errors`` entry
+            is None, or all rows.
+        errors : list of (str or None), optional
+            Error text of each failed row (None for rows that succeeded).
+        round : int, default=0
+            The TMNRE round that planned these draws.
+        index : array-like of int, shape (n,), optional
+            Each draw's index within its round. Default: consecutive indices after
+            the largest index already stored for ``round``.
+
+        Returns
+        -------
+        rows : ndarray of int64, shape (n,)
+            The row numbers of the appended simulations.
+
+        Raises
+        ------
+        ValueError
+            If the names or event shape differ from the store's, or a
+            ``(round, index)`` pair is already stored.
+        PermissionError
+            If the store was opened read-only.
+        """
+        names, theta_arr, X, ok, errors, round, index = self._validate_batch(
+            theta, X, ok, errors, round, index)
+        n = len(theta_arr)
+        with self._locked("append"):
+            commit = self._refresh()
+            names, theta_arr = self._check_schema(names, theta_arr, X)
+            if commit["names"] is None:
+                x_dtype = np.float32 if X.dtype == np.float32 else np.float64
+                self._create_arrays(names, X.shape[1:], x_dtype)
+                commit = {"format": _FORMAT, "version": _VERSION, "uid": uuid.uuid4().hex,
+                          "n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": names,
+                          "event_shape": list(X.shape[1:]),
+                          "x_dtype": np.dtype(x_dtype).name}
+                self._commit = commit
+            cols = self._columns()
+            done = cols["index"][cols["round"] == round]
+            if index is None:
+                start = int(done.max()) + 1 if len(done) else 0
+                index = np.arange(start, start + n, dtype=np.int64)
+            else:
+                clash = np.intersect1d(index, done)
+                if len(clash):
+                    raise ValueError(
+                        f"SimulationStore.append: round {round} already holds draws with index "
+                        f"{clash[:10].tolist()}{' ...' if len(clash) > 10 else ''}; skip the "
+                        "indices listed by done_indices(round).")
+            start = commit["n_rows"]
+            stop = start + n
+            X = X.astype(commit["x_dtype"], copy=False)
+            batch = {"theta": theta_arr, "X": X, "ok": ok,
+                     "round": np.full(n, round, np.int64), "index": index}
+            for name in _ARRAYS:
+                arr = zarr.open_array(store=self._zarr_store(), path=name, mode="r+")
+                # Resizing to ``stop`` also discards rows a killed writer left uncommitted.
+                arr.resize((stop, *arr.shape[1:]))
+                if n:
+                    arr[start:stop] = batch[name]
+                self._arrays[name] = arr
+            errors_bytes = self._write_errors(commit["errors_bytes"], start, ok, errors)
+            new = dict(commit, n_rows=stop, n_failed=commit["n_failed"] + int((~ok).sum()),
+                       errors_bytes=errors_bytes)
+            _durable_write(self.path / _COMMIT, json.dumps(new, indent=1).encode())
+            self._commit = new
+        return np.arange(start, stop, dtype=np.int64)
+
+    def _write_errors(self, offset, start, ok, errors):
+        lines = b"".join(
+            json.dumps({"row": start + int(i), "error": None if errors is None else errors[i]})
+            .encode() + b"\n" for i in np.flatnonzero(~ok))
+        path = self.path / _ERRORS
+        if not lines and not path.exists():
+            return offset
+        existed = path.exists()
+        with open(path, "r+b" if existed else "wb") as f:
+            # Bytes past the committed offset are a killed writer's leftovers.
+            f.truncate(offset)
+            f.seek(offset)
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        if not existed:
+            _fsync_dir(self.path)
+        return offset + len(lines)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def theta(self):
+        """DataFrame: the parameters of all committed rows (index = row number)."""
+        cols = self._columns()
+        return self._frame(cols["theta"], np.arange(cols["n"]))
+
+    @property
+    def X(self):
+        """ndarray: the outputs of all committed rows (NaN rows where failed)."""
+        n = self._refresh()["n_rows"]
+        if self._commit["names"] is None:
+            return np.empty((0,))
+        return self._array("X")[:n]
+
+    @property
+    def ok(self):
+        """ndarray of bool: which committed rows succeeded."""
+        return self._columns()["ok"].copy()
+
+    @property
+    def rounds(self):
+        """ndarray of int64: the round of each committed row."""
+        return self._columns()["round"].copy()
+
+    @property
+    def indices(self):
+        """ndarray of int64: each committed row's draw index within its round."""
+        return self._columns()["index"].copy()
+
+    def _frame(self, values, rows):
+        return pd.DataFrame(values, columns=self.names or [],
+                            index=pd.Index(rows, name="row"))
+
+    def _box_mask(self, theta, bounds):
+        names = self.names or []
+        if isinstance(bounds, pd.DataFrame):
+            if not {"low", "high"} <= set(bounds.columns):
+                raise ValueError("SimulationStore.select: a bounds DataFrame needs columns "
+                                 "'low' and 'high' (as Prior.support).")
+            bounds = {str(k): (lo, hi) for k, lo, hi in
+                      zip(bounds.index, bounds["low"], bounds["high"])}
+        elif isinstance(bounds, np.ndarray):
+            if bounds.shape != (len(names), 2):
+                raise ValueError(f"SimulationStore.select: bounds array must have shape "
+                                 f"({len(names)}, 2); got {bounds.shape}.")
+            bounds = dict(zip(names, bounds))
+        elif not isinstance(bounds, dict):
+            raise TypeError("SimulationStore.select: bounds must be a DataFrame with columns "
+                            "low/high, a dict name -> (low, high), an array (n_params, 2) or "
+                            f"None; got {type(bounds).__name__}.")
+        unknown = [k for k in bounds if k not in names]
+        if unknown:
+            raise ValueError(f"SimulationStore.select: bounds name unknown parameters "
+                             f"{unknown}; the store holds {names}.")
+        mask = np.ones(len(theta), bool)
+        for name, (lo, hi) in bounds.items():
+            if not lo <= hi:
+                raise ValueError(f"SimulationStore.select: bounds for {name!r} have "
+                                 f"low={lo} > high={hi}.")
+            col = theta[:, names.index(name)]
+            mask &= (col >= lo) & (col <= hi)
+        return mask
+
+    def select(self, bounds=None, rounds=None):
+        """The successful simulations whose theta lie in a box, optionally of some rounds.
+
+        Only ``theta`` and ``ok`` (small, cached) decide the selection; ``X`` is
+        read for the selected rows only.
+
+        Parameters
+        ----------
+        bounds : DataFrame, dict or ndarray, optional
+            The box: a DataFrame indexed by name with columns ``low``, ``high`` (as
+            :attr:`Prior.support` or ``Truncator.bounds_``), a dict
+            ``name -> (low, high)`` (names left out are unbounded) or an array of
+            shape (n_params, 2). Limits are inclusive. None: no restriction.
+        rounds : int or list of int, optional
+            Keep only rows of these rounds.
+
+        Returns
+        -------
+        theta : DataFrame of shape (n_selected, n_params)
+            Index = row numbers.
+        X : ndarray of shape (n_selected, *event_shape)
+        rows : ndarray of int64
+        """
+        cols = self._columns()
+        mask = cols["ok"].copy()
+        if bounds is not None:
+            mask &= self._box_mask(cols["theta"], bounds)
+        if rounds is not None:
+            wanted = np.atleast_1d(np.asarray(rounds))
+            if not np.issubdtype(wanted.dtype, np.integer) or wanted.ndim != 1:
+                raise ValueError(f"SimulationStore.select: rounds must be an int or a list of "
+                                 f"ints; got {rounds!r}.")
+            mask &= np.isin(cols["round"], wanted)
+        rows = np.flatnonzero(mask).astype(np.int64)
+        return self._frame(cols["theta"][rows], rows), self._read_x(rows), rows
+
+    def _read_x(self, rows):
+        if self._commit["names"] is None:
+            return np.empty((0,))
+        arr = self._array("X")
+        if len(rows) == 0:
+            return np.empty((0, *arr.shape[1:]), arr.dtype)
+        if rows[-1] - rows[0] + 1 == len(rows):
+            return arr[rows[0]:rows[-1] + 1]
+        return arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+
+    def done_indices(self, round):
+        """Indices of the draws of ``round`` already committed (succeeded or failed).
+
+        Parameters
+        ----------
+        round : int
+
+        Returns
+        -------
+        ndarray of int64, sorted
+        """
+        cols = self._columns()
+        return np.sort(cols["index"][cols["round"] == round])
+
+    def failures(self):
+        """The failed simulations with their error texts.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``row``, ``round``, ``index``, ``error`` and one per parameter.
+        """
+        cols = self._columns()
+        rows = np.flatnonzero(~cols["ok"])
+        texts = {}
+        if len(rows):
+            with open(self.path / _ERRORS, "rb") as f:
+                data = f.read(self._commit["errors_bytes"])
+            for line in data.splitlines():
+                entry = json.loads(line)
+                texts[entry["row"]] = entry["error"]
+        frame = pd.DataFrame({
+            "row": rows, "round": cols["round"][rows], "index": cols["index"][rows],
+            "error": pd.Series([texts.get(int(r)) for r in rows], dtype=object),
+        })
+        params = pd.DataFrame(cols["theta"][rows], columns=self.names or [])
+        return pd.concat([frame, params], axis=1)
