@@ -9,6 +9,7 @@ from .estimator import TMNREEstimator
 from .posterior import MarginalPosterior
 from .prior import Prior
 from .simulate import SimulationError, SimulationResult, SimulationWarning, simulate
+from .store import SimulationStore
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "Prior",
     "SimulationError",
     "SimulationResult",
+    "SimulationStore",
     "SimulationWarning",
     "TMNREEstimator",
     "simulate",

@@ -90,10 +90,15 @@ class ValidationSplit:
     def __init__(self, fraction, seed):
         self.fraction, self.seed = fraction, seed
 
+    def n_valid(self, n):
+        """Validation rows for ``n`` rows (0 when too few to split)."""
+        n_valid = int(round(self.fraction * n))
+        return 0 if (self.fraction <= 0 or n_valid < 2 or n - n_valid < 2) else n_valid
+
     def __call__(self, dataset, y=None, **fit_params):
         n = len(dataset)
-        n_valid = int(round(self.fraction * n))
-        if self.fraction <= 0 or n_valid < 2 or n - n_valid < 2:
+        n_valid = self.n_valid(n)
+        if not n_valid:
             return dataset, None
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         return dataset.subset(order[n_valid:]), dataset.subset(order[:n_valid])

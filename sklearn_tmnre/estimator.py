@@ -172,11 +172,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        unexpected = sorted(k for k in embedding_params if not k.startswith("embedding__"))
+        if unexpected:
+            # Reported by fit: scikit-learn estimators never raise in __init__.
+            self._unexpected_params = unexpected
         for key, value in embedding_params.items():
-            if not key.startswith("embedding__"):
-                raise TypeError(f"TMNREEstimator got an unexpected argument {key!r}; embedding "
-                                "arguments are spelled embedding__<arg>.")
-            setattr(self, key, value)
+            if key.startswith("embedding__"):
+                setattr(self, key, value)
 
     # ----------------------------------------------------- sklearn plumbing
     def get_params(self, deep=True):
@@ -204,6 +206,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
                 if k.startswith("embedding__")}
 
     def _check_hyperparameters(self):
+        unexpected = getattr(self, "_unexpected_params", None)
+        if unexpected:
+            raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
+                            "arguments are spelled embedding__<arg>.")
         def positive_int(name, minimum=1):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or value < minimum:
@@ -235,6 +241,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             y = y.to_frame()
         if isinstance(y, pd.DataFrame):
             names = [str(c) for c in y.columns]
+            y = y.set_axis(names, axis=1)
             if len(set(names)) != len(names):
                 raise ValueError(f"y has duplicate column names {names}.")
             if self.prior is not None:
@@ -307,14 +314,19 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         if isinstance(theta, pd.Series):
             theta = theta.to_frame()
         if isinstance(theta, pd.DataFrame):
+            theta = theta.set_axis([str(c) for c in theta.columns], axis=1)
             missing = [c for c in self.names_ if c not in theta.columns]
             if missing:
                 raise ValueError(f"{argname} lacks columns {missing}; expected {self.names_}.")
             theta = theta[self.names_]
         arr = np.asarray(theta)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"{argname} must be numeric; got dtype {arr.dtype}.")
-        arr = arr.astype(np.float64)
+        try:
+            if arr.dtype.kind not in "biuf" and arr.dtype != object:
+                raise TypeError
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{argname} must hold numeric parameter values; got dtype "
+                            f"{arr.dtype} (Unknown label type for a ratio estimator).") from None
         if arr.ndim == 1 and len(self.names_) == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[1] != len(self.names_):
@@ -343,10 +355,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self : TMNREEstimator
         """
         self._check_hyperparameters()
+        # Like scikit-learn regressors: a 1-d target gives 1-d predictions.
+        y_1d = isinstance(y, pd.Series) or (
+            y is not None and not isinstance(y, pd.DataFrame) and np.asarray(y).ndim == 1)
         names, y = self._parameter_names(y)
         X = self._validate_X(X, reset=True)
         self.names_ = names
-        self._y_1d = not isinstance(y, pd.DataFrame) and np.ndim(y) == 1
+        self._y_1d = y_1d
         theta = self._validate_theta(y, len(X), argname="y")
         if len(X) < 2:
             raise ValueError(f"TMNREEstimator needs at least 2 samples to form contrastive "
@@ -389,14 +404,16 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         module = RatioNetwork(embedding, n_features, indices, x_mean, x_std, t_mean, t_std,
                               hidden_features=self.hidden_features, num_blocks=self.num_blocks,
                               dropout=self.dropout)
+        split = ValidationSplit(self.validation_fraction, seed)
+        # Tiny data sets get no validation split; then the training loss is watched.
+        monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
         callbacks = [
-            ("early_stopping", EarlyStopping(patience=self.patience, load_best=True,
+            ("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience,
+                                             load_best=True,
                                              sink=print if self.verbose else _silent)),
-            ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss",
+            ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
                                         factor=0.2, patience=max(1, self.patience // 3))),
         ]
-        if self.validation_fraction == 0:
-            callbacks = []
         if self.verbose > 1:
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += list(self.callbacks or [])
@@ -409,7 +426,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             lr=self.lr,
             batch_size=self.batch_size,
             max_epochs=self.max_epochs,
-            train_split=ValidationSplit(self.validation_fraction, seed),
+            train_split=split,
             callbacks=callbacks,
             device=self.device,
             verbose=max(0, int(self.verbose)),
@@ -462,8 +479,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return [m for m in self.marginals_ if len(m) <= 2]
 
     @torch.no_grad()
-    def _grid_logits(self, X):
-        """Logits of every 1-d/2-d marginal on its grid, for each observation.
+    def _grid_logits(self, X, dims=(1, 2)):
+        """Logits of the 1-d/2-d marginals (of dimensions ``dims``) on their grids.
 
         Returns
         -------
@@ -475,7 +492,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         device = self.net_.device
         axes, grids, log_prior = {}, {}, {}
         for k, n_grid in ((1, self.n_grid_1d), (2, self.n_grid_2d)):
-            members = [m for m in self.marginals_ if len(m) == k]
+            members = [m for m in self.marginals_ if len(m) == k and k in dims]
             if not members:
                 continue
             names = sorted({n for m in members for n in m}, key=self.names_.index)
@@ -507,9 +524,15 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
                 grids[m] = values[:, :, c].astype(np.float64).reshape(shape)
         return axes, grids, log_prior
 
-    def _grid_masses(self, X):
-        """Normalized cell masses of each grid marginal: dict marginal -> (n, G[, G])."""
-        axes, logits, log_prior = self._grid_logits(X)
+    def _grid_masses(self, X, dims=(1, 2)):
+        """Normalized cell masses of grid marginals: dict marginal -> (n, G[, G]).
+
+        ``dims=(1,)`` skips the 2-d grids (much cheaper for many observations);
+        parameters without a 1-d head then still get one from a 2-d marginal.
+        """
+        if 2 not in dims and any((n,) not in self.marginals_ for n in self.names_):
+            dims = (1, 2)
+        axes, logits, log_prior = self._grid_logits(X, dims=dims)
         masses = {}
         for m, lg in logits.items():
             a = lg + log_prior[m]
@@ -541,7 +564,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         MarginalPosterior or list of MarginalPosterior
         """
         arr = np.asarray(X)
-        single = arr.shape == getattr(self, "event_shape_", None) or (arr.ndim > 0 and len(arr) == 1)
+        single = (arr.shape == getattr(self, "event_shape_", None)
+                  or (arr.ndim > 0 and len(arr) == 1))
         X = self._observations(X, allow_single=True)
         axes, masses = self._grid_masses(X)
         posts = [MarginalPosterior(self._grid_marginals(), axes,
@@ -550,7 +574,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return posts[0] if single else posts
 
     def _one_d_summaries(self, X, fn):
-        axes, masses = self._grid_masses(self._observations(X))
+        axes, masses = self._grid_masses(self._observations(X), dims=(1,))
         missing = [n for n in self.names_ if (n,) not in masses]
         if missing:
             raise ValueError(f"parameters {missing} have no 1-d or 2-d marginal; add them to "
@@ -635,8 +659,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         X = self._observations(X)
         theta = self._validate_theta(y, len(X), argname="y")
-        axes, logits, log_prior = self._grid_logits(X)
-        use = [m for m in logits if len(m) == 1] or list(logits)
+        has_1d = any(len(m) == 1 for m in self.marginals_)
+        axes, logits, log_prior = self._grid_logits(X, dims=(1,) if has_1d else (2,))
+        use = list(logits)
         lr = self.log_ratio(X, theta)
         terms = []
         for m in use:
@@ -664,6 +689,7 @@ def _histogram_prior(theta, names):
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
         bins = int(np.clip(np.sqrt(len(col)), 4, 100))
+        # Called with no arguments: a frozen distribution, like every prior component.
         dists[name] = stats.rv_histogram(np.histogram(col, bins=bins, range=(lo, hi)),
-                                         density=True)
+                                         density=True)()
     return Prior(dists)

@@ -113,10 +113,19 @@ class Prior:
         self._sf_high = np.array(
             [d.sf(hi) for d, hi in zip(self.distributions.values(), self._bounds[:, 1])]
         )
-        # Mass per dimension, computed from both tails to keep precision far out.
-        self._mass_1d = np.clip(1.0 - self._cdf_low - self._sf_high, 0.0, 1.0)
+        # Mass per dimension from whichever tail keeps precision (far upper tails
+        # have cdf == 1.0 in floating point, but a tiny, exact survival function).
+        cdf_high = np.array(
+            [d.cdf(hi) for d, hi in zip(self.distributions.values(), self._bounds[:, 1])]
+        )
+        sf_low = np.array(
+            [d.sf(lo) for d, lo in zip(self.distributions.values(), self._bounds[:, 0])]
+        )
+        self._mass_1d = np.clip(np.maximum(cdf_high - self._cdf_low, sf_low - self._sf_high),
+                                0.0, 1.0)
         if np.any(self._mass_1d <= 0) or np.any(self._bounds[:, 1] <= self._bounds[:, 0]):
-            bad = [n for n, m, b in zip(names, self._mass_1d, self._bounds) if m <= 0 or b[1] <= b[0]]
+            bad = [n for n, m, b in zip(names, self._mass_1d, self._bounds)
+                   if m <= 0 or b[1] <= b[0]]
             raise ValueError(f"Prior: the box has zero prior mass for parameter(s) {bad}.")
 
     # ------------------------------------------------------------------ helpers
@@ -274,7 +283,8 @@ class Prior:
         out = np.empty_like(th)
         for i, dist in enumerate(self.distributions.values()):
             if self._cdf_low[i] > 0.5:
-                out[:, i] = (self._sf_high[i] + self._mass_1d[i] - dist.sf(th[:, i])) / self._mass_1d[i]
+                sf_low = self._sf_high[i] + self._mass_1d[i]
+                out[:, i] = (sf_low - dist.sf(th[:, i])) / self._mass_1d[i]
             else:
                 out[:, i] = (dist.cdf(th[:, i]) - self._cdf_low[i]) / self._mass_1d[i]
         return pd.DataFrame(np.clip(out, 0.0, 1.0), columns=self.names)

@@ -19,6 +19,7 @@ import signal
 import threading
 import traceback
 import warnings
+from functools import partial
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +143,7 @@ def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout
     if vectorized:
         kwargs = {"rng": _generator(entropy, (int(row_ids[0]), len(row_ids)))} if pass_rng else {}
         try:
-            out = np.asarray(_call_with_timeout(lambda: simulator(theta, **kwargs), timeout))
+            out = np.asarray(_call_with_timeout(partial(simulator, theta, **kwargs), timeout))
         except Exception as exc:  # noqa: BLE001 - every failure is reported per row
             return [(None, _describe(exc))] * len(row_ids)
         if out.ndim == 0 or out.shape[0] != len(row_ids):
@@ -153,8 +154,8 @@ def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout
     for th, rid in zip(theta, row_ids):
         kwargs = {"rng": _generator(entropy, (int(rid),))} if pass_rng else {}
         try:
-            results.append((np.asarray(_call_with_timeout(lambda: simulator(th, **kwargs), timeout)),
-                            None))
+            out = _call_with_timeout(partial(simulator, th, **kwargs), timeout)
+            results.append((np.asarray(out), None))
         except Exception as exc:  # noqa: BLE001 - every failure is reported per row
             results.append((None, _describe(exc)))
     return results
@@ -297,9 +298,11 @@ def simulate(
 
         n_workers = joblib.cpu_count()
     if batch_size is None:
-        batch_size = n if (n_workers == 1 and vectorized) else max(1, math.ceil(n / (4 * n_workers)))
+        single_batch = n_workers == 1 and vectorized
+        batch_size = n if single_batch else max(1, math.ceil(n / (4 * n_workers)))
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"simulate: batch_size must be a positive integer; got {batch_size!r}.")
+        raise ValueError(
+            f"simulate: batch_size must be a positive integer; got {batch_size!r}.")
     starts = range(0, n, int(batch_size))
     tasks = (
         delayed(_run_batch)(simulator, theta_arr[s : s + batch_size], ids[s : s + batch_size],

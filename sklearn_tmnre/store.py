@@ -50,6 +50,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,10 @@ _ERRORS = "errors.jsonl"
 _ATTRS = "attrs.json"
 _LOCK = ".lock"
 _ARRAYS = ("theta", "X", "ok", "round", "index")
-# Chunks of about 4 MiB keep a rewrite of the last, partly filled chunk cheap while
+# Chunks of about 2 MiB keep a rewrite of the last, partly filled chunk cheap while
 # keeping the file count of a large store low; the row cap bounds that rewrite for
 # arrays with tiny rows (ok, round, index).
-_CHUNK_BYTES = 4 << 20
+_CHUNK_BYTES = 2 << 20
 _MAX_CHUNK_ROWS = 16384
 
 
@@ -91,20 +92,29 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _durable_mkdir(path):
+def _durable_mkdir(path, synced=None):
     path = Path(path)
     if path.is_dir():
         return
-    _durable_mkdir(path.parent)
+    _durable_mkdir(path.parent, synced)
     with contextlib.suppress(FileExistsError):
         path.mkdir()
-    _fsync_dir(path.parent)
+    _sync_dir_later(path.parent, synced)
 
 
-def _durable_write(path, data):
+def _sync_dir_later(path, synced):
+    # ``synced`` collects directories whose fsync is deferred to one pass before the
+    # commit (fsync each directory once, not once per file); None: fsync now.
+    if synced is None:
+        _fsync_dir(path)
+    else:
+        synced.add(path)
+
+
+def _durable_write(path, data, synced=None):
     """Replace ``path`` by ``data`` atomically and durably (temp file, fsync, rename)."""
     path = Path(path)
-    _durable_mkdir(path.parent)
+    _durable_mkdir(path.parent, synced)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -116,19 +126,32 @@ def _durable_write(path, data):
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    _sync_dir_later(path.parent, synced)
 
 
 class _DurableLocalStore(LocalStore):
-    """A zarr ``LocalStore`` whose every write is fsync'd before it is renamed into place."""
+    """A zarr ``LocalStore`` whose every write is fsync'd before it is renamed into place.
+
+    The directories of the renamed files are collected in ``unsynced_dirs``; the
+    caller fsyncs them (:meth:`sync_dirs`) before it commits.
+    """
+
+    def __init__(self, root, *, read_only=False):
+        super().__init__(root, read_only=read_only)
+        self.unsynced_dirs = set()
 
     async def set(self, key, value):
         self._check_writable()
-        await asyncio.to_thread(_durable_write, self.root / key, value.as_buffer_like())
+        await asyncio.to_thread(_durable_write, self.root / key, value.as_buffer_like(),
+                                self.unsynced_dirs)
 
     def set_sync(self, key, value):
         self._check_writable()
-        _durable_write(self.root / key, value.as_buffer_like())
+        _durable_write(self.root / key, value.as_buffer_like(), self.unsynced_dirs)
+
+    def sync_dirs(self, pool):
+        list(pool.map(_fsync_dir, self.unsynced_dirs))
+        self.unsynced_dirs.clear()
 
 
 def _json_default(obj):
@@ -151,7 +174,7 @@ def _read_json(path):
     try:
         with open(path, "rb") as f:
             return json.loads(f.read())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -242,14 +265,14 @@ class SimulationStore:
     Examples
     --------
     >>> import tempfile, numpy as np, pandas as pd
-    >>> from sklearn_tmnre import SimulationStore
+    >>> from sklearn_tmnre.store import SimulationStore
     >>> store = SimulationStore(tempfile.mkdtemp() + "/sims.zarr")
     >>> theta = pd.DataFrame({"a": [0.1, 0.5, 0.9], "b": [1.0, 2.0, 3.0]})
     >>> store.append(theta, np.ones((3, 4), dtype=np.float32), round=0)
     array([0, 1, 2])
     >>> theta_in, X_in, rows = store.select({"a": (0.0, 0.6)})
-    >>> rows, X_in.shape, X_in.dtype
-    (array([0, 1]), (2, 4), dtype('float32'))
+    >>> rows, X_in.shape, str(X_in.dtype)
+    (array([0, 1]), (2, 4), 'float32')
     >>> store.done_indices(0)
     array([0, 1, 2])
     """
@@ -277,16 +300,18 @@ class SimulationStore:
                 f"SimulationStore: {str(self.path)!r} is a non-empty directory that is not a "
                 "SimulationStore; give a new or empty directory."
             )
-        if self._read_only and _read_json(self.path / _COMMIT) is None:
+        if self._read_only and not (self.path.is_dir() and self._is_store_dir(empty=False)):
             raise FileNotFoundError(
                 errno.ENOENT, "SimulationStore: no store to open read-only (mode='r'); use "
                 "mode='a' to create one", str(self.path))
         self._refresh()
 
     # ------------------------------------------------------------------ opening
-    def _is_store_dir(self):
-        entries = {p.name for p in self.path.iterdir()}
-        return not entries or bool(entries & {_COMMIT, _LOCK, "zarr.json"})
+    def _is_store_dir(self, empty=True):
+        """Whether the existing directory holds a store (or is empty, with ``empty``)."""
+        # A probe left by a check_writable that was killed does not make a directory foreign.
+        entries = {p.name for p in self.path.iterdir() if not p.name.startswith(".probe-")}
+        return (empty and not entries) or bool(entries & {_COMMIT, _LOCK, _ATTRS, "zarr.json"})
 
     def _remove_existing(self):
         if self.path.is_dir() and self._is_store_dir():
@@ -337,11 +362,12 @@ class SimulationStore:
             self._arrays[name] = arr
         return arr
 
-    def _columns(self):
+    def _columns(self, refresh=True):
         """Cached theta, ok, round and index of the committed rows (committed rows never change)."""
-        n = self._refresh()["n_rows"]
+        commit = self._refresh() if refresh else self._commit
+        n = commit["n_rows"]
         if self._cache is None:
-            self._cache = {"n": 0, "theta": np.empty((0, self.ndim or 0)),
+            self._cache = {"n": 0, "theta": np.empty((0, len(commit["names"] or ()))),
                            "ok": np.empty(0, bool), "round": np.empty(0, np.int64),
                            "index": np.empty(0, np.int64)}
         old = self._cache["n"]
@@ -523,8 +549,7 @@ class SimulationStore:
                              f"from the store's event shape {tuple(commit['event_shape'])}.")
         return stored, theta_arr
 
-    def _create_arrays(self, names, event_shape, x_dtype):
-        zstore = self._zarr_store()
+    def _create_arrays(self, zstore, names, event_shape, x_dtype):
         zarr.open_group(store=zstore, mode="a")
         floats = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
         specs = {
@@ -584,22 +609,24 @@ class SimulationStore:
         names, theta_arr, X, ok, errors, round, index = self._validate_batch(
             theta, X, ok, errors, round, index)
         n = len(theta_arr)
-        with self._locked("append"):
+        with self._locked("append"), ThreadPoolExecutor(len(_ARRAYS)) as pool:
             commit = self._refresh()
             names, theta_arr = self._check_schema(names, theta_arr, X)
+            zstore = _DurableLocalStore(self.path)
             if commit["names"] is None:
                 x_dtype = np.float32 if X.dtype == np.float32 else np.float64
-                self._create_arrays(names, X.shape[1:], x_dtype)
+                self._create_arrays(zstore, names, X.shape[1:], x_dtype)
+                self._cache = None  # a read before the first append cached zero columns
                 commit = {"format": _FORMAT, "version": _VERSION, "uid": uuid.uuid4().hex,
                           "n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": names,
                           "event_shape": list(X.shape[1:]),
                           "x_dtype": np.dtype(x_dtype).name}
                 self._commit = commit
-            cols = self._columns()
+            cols = self._columns(refresh=False)
             done = cols["index"][cols["round"] == round]
             if index is None:
-                start = int(done.max()) + 1 if len(done) else 0
-                index = np.arange(start, start + n, dtype=np.int64)
+                first = int(done.max()) + 1 if len(done) else 0
+                index = np.arange(first, first + n, dtype=np.int64)
             else:
                 clash = np.intersect1d(index, done)
                 if len(clash):
@@ -609,24 +636,33 @@ class SimulationStore:
                         "indices listed by done_indices(round).")
             start = commit["n_rows"]
             stop = start + n
-            X = X.astype(commit["x_dtype"], copy=False)
-            batch = {"theta": theta_arr, "X": X, "ok": ok,
-                     "round": np.full(n, round, np.int64), "index": index}
-            for name in _ARRAYS:
-                arr = zarr.open_array(store=self._zarr_store(), path=name, mode="r+")
+            batch = {"theta": theta_arr, "X": X.astype(commit["x_dtype"], copy=False),
+                     "ok": ok, "round": np.full(n, round, np.int64), "index": index}
+
+            def write(name):
+                arr = zarr.open_array(store=zstore, path=name, mode="r+")
                 # Resizing to ``stop`` also discards rows a killed writer left uncommitted.
                 arr.resize((stop, *arr.shape[1:]))
                 if n:
                     arr[start:stop] = batch[name]
-                self._arrays[name] = arr
-            errors_bytes = self._write_errors(commit["errors_bytes"], start, ok, errors)
+                return arr
+
+            # The arrays are written concurrently so that their fsyncs overlap.
+            self._arrays = dict(zip(_ARRAYS, pool.map(write, _ARRAYS)))
+            errors_bytes = self._write_errors(commit["errors_bytes"], start, ok, errors,
+                                              zstore.unsynced_dirs)
+            zstore.sync_dirs(pool)
             new = dict(commit, n_rows=stop, n_failed=commit["n_failed"] + int((~ok).sum()),
                        errors_bytes=errors_bytes)
             _durable_write(self.path / _COMMIT, json.dumps(new, indent=1).encode())
             self._commit = new
+            if cols["n"] == start:
+                for name in ("theta", "ok", "round", "index"):
+                    cols[name] = np.concatenate([cols[name], batch[name]])
+                cols["n"] = stop
         return np.arange(start, stop, dtype=np.int64)
 
-    def _write_errors(self, offset, start, ok, errors):
+    def _write_errors(self, offset, start, ok, errors, unsynced_dirs):
         lines = b"".join(
             json.dumps({"row": start + int(i), "error": None if errors is None else errors[i]})
             .encode() + b"\n" for i in np.flatnonzero(~ok))
@@ -642,7 +678,7 @@ class SimulationStore:
             f.flush()
             os.fsync(f.fileno())
         if not existed:
-            _fsync_dir(self.path)
+            unsynced_dirs.add(self.path)
         return offset + len(lines)
 
     # ------------------------------------------------------------------ reading

@@ -1,31 +1,31 @@
-"""Two moons (sbibm's ``two_moons``): a crescent-shaped, bimodal posterior.
+r"""Two moons (sbibm's ``two_moons``): a crescent-shaped, bimodal posterior.
 
-Prior :math:`\\theta \\sim \\mathcal U(-1, 1)^2`. The simulator draws
-:math:`a \\sim \\mathcal U(-\\pi/2, \\pi/2)` and :math:`r \\sim \\mathcal N(0.1, 0.01^2)`,
-forms :math:`p = (r\\cos a + 0.25,\\; r\\sin a)` and returns
+Prior :math:`\theta \sim \mathcal U(-1, 1)^2`. The simulator draws
+:math:`a \sim \mathcal U(-\pi/2, \pi/2)` and :math:`r \sim \mathcal N(0.1, 0.01^2)`,
+forms :math:`p = (r\cos a + 0.25,\; r\sin a)` and returns
 
-.. math:: x = p + \\bigl(-|z_0|,\\; z_1\\bigr), \\qquad
-          z_0 = (\\theta_0 + \\theta_1)/\\sqrt 2, \\quad z_1 = (\\theta_1 - \\theta_0)/\\sqrt 2,
+.. math:: x = p + \bigl(-|z_0|,\; z_1\bigr), \qquad
+          z_0 = (\theta_0 + \theta_1)/\sqrt 2, \quad z_1 = (\theta_1 - \theta_0)/\sqrt 2,
 
-i.e. :math:`z` is :math:`\\theta` rotated by :math:`-\\pi/4`. The absolute value makes
-the posterior two crescents, mirror images under :math:`z_0 \\to -z_0`
-(:math:`\\theta \\to (-\\theta_1, -\\theta_0)`).
+i.e. :math:`z` is :math:`\theta` rotated by :math:`-\pi/4`. The absolute value makes
+the posterior two crescents, mirror images under :math:`z_0 \to -z_0`
+(:math:`\theta \to (-\theta_1, -\theta_0)`).
 
-**Likelihood.** With :math:`(u, v) = (x_0 + |z_0| - 0.25,\\; x_1 - z_1)` and
-:math:`\\rho = \\sqrt{u^2 + v^2}`, the change of variables :math:`(r, a) \\to (u, v)`
-(Jacobian :math:`\\rho`) gives
+**Likelihood.** With :math:`(u, v) = (x_0 + |z_0| - 0.25,\; x_1 - z_1)` and
+:math:`\rho = \sqrt{u^2 + v^2}`, the change of variables :math:`(r, a) \to (u, v)`
+(Jacobian :math:`\rho`) gives
 
-.. math:: p(x \\mid \\theta) = \\frac{\\mathcal N(\\operatorname{sign}(u)\\,\\rho;\\, 0.1, 0.01^2)}
-                              {\\pi\\,\\rho}.
+.. math:: p(x \mid \theta) = \frac{\mathcal N(\operatorname{sign}(u)\,\rho;\, 0.1, 0.01^2)}
+                              {\pi\,\rho}.
 
-sbibm's ``_likelihood`` leaves out the :math:`1/(\\pi\\rho)` factor; it is included
+sbibm's ``_likelihood`` leaves out the :math:`1/(\pi\rho)` factor; it is included
 here, so this is the normalized density of :math:`x`.
 
 **Reference posterior** (exact, as in sbibm): draw :math:`p` from the simulator's
 noise, invert :math:`|z_0| = p_0 - x_0` (rejected if negative) and
 :math:`z_1 = x_1 - p_1`, give :math:`z_0` a random sign, rotate back and reject draws
 outside the prior box. Each branch is a translation of :math:`p`, so accepted draws
-follow :math:`p(\\theta \\mid x_o)` exactly.
+follow :math:`p(\theta \mid x_o)` exactly.
 
 Observations 1-10 and their true parameters are sbibm's published ones
 (``sbibm/tasks/two_moons/files/num_observation_<i>/``).

@@ -1,0 +1,308 @@
+"""Prior truncation for one observation: the box Γ where its posterior lives.
+
+For an observation :math:`x_o` and each parameter :math:`\\theta_i` with a 1-d
+marginal, the estimated ratio :math:`f_i(\\theta_i) = \\log p(\\theta_i \\mid x_o)
+/ p(\\theta_i)` is evaluated on ``n_samples`` points of the current prior, and
+the box keeps every point with
+
+.. math:: f_i(\\theta_i) > \\max_{\\theta_i'} f_i(\\theta_i') + \\log \\varepsilon
+
+(Miller et al. 2021, "Truncated marginal neural ratio estimation"). The kept
+points span an interval, which is widened by one grid step on each side and
+clipped to the current support; parameters without a 1-d marginal keep their
+bounds. The prior restricted to the box is exact for product priors (inverse
+CDF between :math:`F(l_i)` and :math:`F(h_i)`), so draws of earlier rounds that
+fall inside a new, nested box are draws of the new truncated prior.
+
+The points form an *equal-probability grid*: :math:`\\theta_{ij} = F_i^{-1}(u_j)`
+with :math:`u_j = (j + 1/2) / n` in the unit space of the current prior. Three
+reasons over random prior draws: the box is deterministic (no seed, so a rerun
+or a resumed campaign finds the same box); the largest gap between points is
+exactly one cell (random draws leave gaps of about :math:`\\log n / n`); and every
+cell holds the same prior mass, so the posterior mass of a cell is proportional
+to :math:`e^{f_i}`: the threshold is a threshold on posterior mass per cell, and
+"one grid step" is :math:`1/n` of the current prior mass. The region above the
+threshold ends somewhere between the last kept and the first rejected point,
+which the one-step widening covers.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .estimator import TMNREEstimator
+from .prior import Prior
+
+__all__ = ["Truncator"]
+
+# Elements (candidates x marginals x hidden units) per head evaluation chunk, as in
+# TMNREEstimator's grids: bounded memory, few Python-level iterations.
+_CHUNK_ELEMENTS = 2**22
+
+
+@torch.no_grad()
+def _log_ratio_1d(estimator, x_o, values):
+    """Logits of every 1-d marginal of ``estimator`` at its own candidate values.
+
+    The observation is embedded once; each 1-d head is evaluated on its column
+    of ``values`` (heads batched, candidates in chunks).
+
+    Parameters
+    ----------
+    estimator : fitted TMNREEstimator
+    x_o : ndarray of shape event_shape
+    values : ndarray of shape (P, M1)
+        Candidate values of the parameter of each 1-d marginal, in the order of
+        ``estimator.marginals_``.
+
+    Returns
+    -------
+    ndarray of shape (P, M1)
+    """
+    net = estimator.net_.module_
+    device = estimator.net_.device
+    s = net.embed(torch.as_tensor(x_o[None], dtype=torch.float32, device=device))
+    head = net.heads[net.dims.index(1)]
+    s_part = head.embed_part(s)
+    n_points, n_marginals = values.shape
+    chunk = max(1, _CHUNK_ELEMENTS // (n_marginals * estimator.hidden_features))
+    out = np.empty((n_points, n_marginals), dtype=np.float64)
+    for start in range(0, n_points, chunk):
+        t = torch.as_tensor(values[None, start:start + chunk, :, None], dtype=torch.float32,
+                            device=device)
+        out[start:start + chunk] = net.group_logits(s, t, 1, s_part=s_part)[0].cpu().numpy()
+    return out
+
+
+class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Shrink the prior to the box where one observation's marginal posteriors live.
+
+    A transformer over *parameter* space: :meth:`fit` takes the observation and
+    a fitted :class:`~sklearn_tmnre.TMNREEstimator`; :meth:`transform` maps
+    parameters to the unit cube of the truncated prior.
+
+    Parameters
+    ----------
+    prior : Prior, optional
+        The current prior (possibly already truncated by an earlier round). None:
+        the estimator's ``prior_``.
+    epsilon : float, default=1e-6
+        Keep the points whose ratio exceeds ``epsilon`` times its maximum.
+    n_samples : int, default=10_000
+        Points of the equal-probability grid per parameter; one grid step holds
+        ``1 / n_samples`` of the current prior mass.
+
+    Attributes
+    ----------
+    bounds_ : DataFrame
+        The box: index = parameter names, columns ``low``, ``high``.
+    prior_ : Prior
+        The prior restricted to ``bounds_``.
+    mass_ : float
+        Prior mass of the box under the original, untruncated prior.
+    n_features_in_ : int
+        Number of parameters (the features of :meth:`transform`).
+    feature_names_in_ : ndarray of str
+        Parameter names.
+
+    See Also
+    --------
+    TMNRE : the multi-round loop that samples, trains and truncates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from sklearn_tmnre import Prior, TMNREEstimator
+    >>> from sklearn_tmnre.truncation import Truncator
+    >>> prior = Prior({"mu": stats.uniform(-10, 20)})
+    >>> theta = prior.sample(500, random_state=0)
+    >>> X = theta.to_numpy() + 0.5 * np.random.default_rng(0).standard_normal((500, 1))
+    >>> est = TMNREEstimator(prior=prior, max_epochs=30, random_state=0).fit(X, theta)
+    >>> trunc = Truncator(epsilon=1e-3).fit(np.array([1.0]), estimator=est)
+    >>> bool(trunc.mass_ < 1.0), bool(trunc.contains(np.array([[1.0]]))[0])
+    (True, True)
+    """
+
+    def __init__(self, prior=None, epsilon=1e-6, n_samples=10_000):
+        self.prior = prior
+        self.epsilon = epsilon
+        self.n_samples = n_samples
+
+    def _check_params(self):
+        if self.prior is not None and not isinstance(self.prior, Prior):
+            raise TypeError(f"Truncator: prior must be a sklearn_tmnre.Prior or None (use the "
+                            f"estimator's prior); got {type(self.prior).__name__}.")
+        if not (isinstance(self.epsilon, numbers.Real) and 0 < self.epsilon < 1):
+            raise ValueError(f"Truncator: epsilon must be a number in (0, 1), e.g. 1e-6; got "
+                             f"{self.epsilon!r}.")
+        if (not isinstance(self.n_samples, numbers.Integral) or isinstance(self.n_samples, bool)
+                or self.n_samples < 2):
+            raise ValueError(f"Truncator: n_samples must be an integer >= 2 (points per "
+                             f"parameter); got {self.n_samples!r}.")
+
+    @staticmethod
+    def _check_estimator(estimator):
+        if estimator is None:
+            raise TypeError("Truncator.fit: pass the fitted ratio estimator as "
+                            "fit(x_o, estimator=est).")
+        if not isinstance(estimator, TMNREEstimator):
+            raise TypeError(f"Truncator.fit: estimator must be a fitted TMNREEstimator; got "
+                            f"{type(estimator).__name__}.")
+        check_is_fitted(estimator)
+        if not any(len(m) == 1 for m in estimator.marginals_):
+            raise ValueError(
+                f"Truncator.fit: the estimator has no 1-d marginals (its marginals are "
+                f"{estimator.marginals_}); truncation needs them. Fit it with marginals='1d' "
+                "or '1d+2d'.")
+
+    @staticmethod
+    def _check_observation(x_o, estimator):
+        arr = np.asarray(x_o)
+        shape = estimator.event_shape_
+        if arr.shape == (1, *shape):
+            arr = arr[0]
+        if arr.shape != shape:
+            raise ValueError(
+                f"Truncator.fit: x_o has shape {arr.shape} but the estimator was trained on "
+                f"observations of shape {shape}; pass one observation of shape {shape} or "
+                f"(1, *{shape}).")
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise ValueError("Truncator.fit: x_o must be numeric and finite.")
+        return arr.astype(np.float32)
+
+    def fit(self, x_o, y=None, *, estimator=None):
+        """Find the box of ``x_o``'s marginal posteriors.
+
+        Parameters
+        ----------
+        x_o : array-like of shape event_shape or (1, *event_shape)
+            The observation.
+        y : None
+            Ignored (scikit-learn signature).
+        estimator : TMNREEstimator
+            Fitted, with 1-d marginals, on simulations from ``prior``.
+
+        Returns
+        -------
+        self : Truncator
+
+        Warns
+        -----
+        UserWarning
+            When all kept points of a parameter lie in one grid cell: the ratio
+            is unresolved (too few ``n_samples``, or an overconfident
+            estimator); the box is then the ±1 grid-step minimum.
+        """
+        self._check_params()
+        self._check_estimator(estimator)
+        x_o = self._check_observation(x_o, estimator)
+        prior = estimator.prior_ if self.prior is None else self.prior
+        if sorted(prior.names) != sorted(estimator.names_):
+            raise ValueError(f"Truncator: the prior's parameters {prior.names} differ from the "
+                             f"estimator's {estimator.names_}.")
+
+        one_d = [m[0] for m in estimator.marginals_ if len(m) == 1]
+        n = int(self.n_samples)
+        u = (np.arange(n) + 0.5) / n
+        values = np.column_stack([
+            prior.marginal([name]).from_unit(u[:, None]).to_numpy()[:, 0] for name in one_d])
+        logits = _log_ratio_1d(estimator, x_o, values)
+
+        bounds = prior.bounds
+        threshold = np.log(self.epsilon)
+        for c, name in enumerate(one_d):
+            f = logits[:, c]
+            kept = np.flatnonzero(f > np.nanmax(f) + threshold)
+            lo_cell, hi_cell = kept[0], kept[-1]
+            if lo_cell == hi_cell:
+                warnings.warn(
+                    f"Truncator: every point of {name!r} above the threshold lies in one grid "
+                    f"cell of {n}; the box was widened to one grid step on each side. The "
+                    "ratio is unresolved: increase n_samples, or check the estimator for "
+                    "overconfidence (e.g. with expected_coverage).", UserWarning, stacklevel=2)
+            i = prior.names.index(name)
+            marginal = prior.marginal([name])
+            # Kept points are cell centres; one step beyond them reaches past the
+            # threshold crossing, which lies before the next (rejected) centre.
+            u_lo, u_hi = (lo_cell - 0.5) / n, (hi_cell + 1.5) / n
+            if u_lo > 0:
+                bounds[i, 0] = marginal.from_unit(np.array([[u_lo]])).iloc[0, 0]
+            if u_hi < 1:
+                bounds[i, 1] = marginal.from_unit(np.array([[u_hi]])).iloc[0, 0]
+
+        self.prior_ = prior.truncate(bounds)
+        self.bounds_ = self.prior_.support
+        self.mass_ = prior.untruncated().mass(self.bounds_)
+        self.n_features_in_ = prior.ndim
+        self.feature_names_in_ = np.asarray(prior.names, dtype=object)
+        return self
+
+    def fit_transform(self, x_o, y=None, **fit_params):
+        """Not available: ``fit`` takes an observation, ``transform`` takes parameters.
+
+        Raises
+        ------
+        TypeError
+            Always; call ``fit(x_o, estimator=est)`` then ``transform(theta)``.
+        """
+        raise TypeError("Truncator.fit_transform: fit takes an observation x_o and transform "
+                        "takes parameters theta, so they cannot share one input; call "
+                        "fit(x_o, estimator=est) and then transform(theta).")
+
+    def transform(self, theta):
+        """Map parameters to the unit cube of the truncated prior (probability integral transform).
+
+        Values outside the box map to 0 or 1; no row is dropped (see :meth:`contains`).
+
+        Parameters
+        ----------
+        theta : DataFrame or array-like of shape (n, n_params)
+
+        Returns
+        -------
+        u : ndarray of shape (n, n_params)
+            A DataFrame after ``set_output(transform="pandas")``.
+        """
+        check_is_fitted(self)
+        return self.prior_.to_unit(theta).to_numpy()
+
+    def inverse_transform(self, u):
+        """Map points of the unit cube back to parameters of the truncated prior.
+
+        Parameters
+        ----------
+        u : DataFrame or array-like of shape (n, n_params), values in [0, 1]
+
+        Returns
+        -------
+        theta : ndarray of shape (n, n_params)
+        """
+        check_is_fitted(self)
+        return self.prior_.from_unit(u).to_numpy()
+
+    def contains(self, theta):
+        """Boolean mask (n,): which rows of ``theta`` lie inside the box (bounds included)."""
+        check_is_fitted(self)
+        return self.prior_.contains(theta)
+
+    def sample(self, n, random_state=None):
+        """Draw ``n`` parameters from the truncated prior.
+
+        Parameters
+        ----------
+        n : int
+        random_state : int, RandomState, Generator or None
+
+        Returns
+        -------
+        theta : DataFrame of shape (n, n_params)
+        """
+        check_is_fitted(self)
+        return self.prior_.sample(n, random_state=random_state)

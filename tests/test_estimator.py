@@ -1,0 +1,228 @@
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from sklearn_tmnre import MarginalPosterior, Prior, TMNREEstimator
+
+NOISE = 0.2
+TINY = dict(max_epochs=4, hidden_features=16, embedding_dim=8, num_blocks=1, n_grid_1d=64,
+            n_grid_2d=32, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """x = theta + N(0, NOISE^2) with a uniform prior on [-1, 1]^2."""
+    prior = Prior({"a": stats.uniform(-1, 2), "b": stats.uniform(-1, 2)})
+    theta = prior.sample(3000, random_state=0)
+    X = theta.to_numpy() + NOISE * np.random.default_rng(1).standard_normal((3000, 2))
+    return prior, X, theta
+
+
+@pytest.fixture(scope="module")
+def trained(problem):
+    prior, X, theta = problem
+    est = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=40, patience=8,
+                         random_state=0)
+    return est.fit(X[:2500], theta[:2500])
+
+
+def test_learns_the_gaussian_posterior(problem, trained):
+    prior, X, theta = problem
+    X_test, theta_test = X[2500:2700], theta[2500:2700].to_numpy()
+    # Posterior of a (far from the edges): N(x, NOISE^2) truncated to [-1, 1].
+    inner = np.all(np.abs(X_test) < 0.5, axis=1)
+    pred = trained.predict(X_test)
+    assert pred.shape == (200, 2) and pred.dtype == np.float64
+    np.testing.assert_allclose(pred[inner], X_test[inner], atol=0.08)
+    post = trained.posterior(X_test[np.flatnonzero(inner)[0]])
+    assert post.summary()["std"].between(0.7 * NOISE, 1.3 * NOISE).all()
+    # error of the posterior mean is close to the noise-limited optimum
+    rmse = np.sqrt(np.mean((pred - theta_test) ** 2))
+    assert rmse < 1.25 * NOISE
+    # 90 % intervals cover the truth about 90 % of the time (200 pairs x 2 parameters)
+    iv = trained.predict_interval(X_test, coverage=0.9)
+    inside = np.column_stack([(iv[(n, "lower")] <= theta_test[:, j])
+                              & (theta_test[:, j] <= iv[(n, "upper")])
+                              for j, n in enumerate(["a", "b"])])
+    assert 0.82 < inside.mean() < 0.97
+
+
+def test_score_prefers_a_trained_model(problem, trained):
+    prior, X, theta = problem
+    untrained = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=1, lr=1e-6,
+                               random_state=0).fit(X[:100], theta[:100])
+    good = trained.score(X[2500:], theta[2500:])
+    bad = untrained.score(X[2500:], theta[2500:])
+    assert np.isfinite(good) and good > bad + 0.5
+    # a Gaussian with sd NOISE has mean log density -log(NOISE sqrt(2 pi e)) ~ 0.19
+    assert good > -np.log(NOISE * np.sqrt(2 * np.pi * np.e)) - 0.3
+
+
+def test_log_ratio_and_posterior_api(problem, trained):
+    prior, X, theta = problem
+    lr = trained.log_ratio(X[:5], theta[:5])
+    assert list(lr.columns) == ["a", "b", "a|b"] and lr.shape == (5, 3)
+    # shuffled columns in theta are matched by name
+    pd.testing.assert_frame_equal(lr, trained.log_ratio(X[:5], theta[:5][["b", "a"]]))
+    post = trained.posterior(X[0])
+    assert isinstance(post, MarginalPosterior)
+    assert isinstance(trained.posterior(X[:1]), MarginalPosterior)
+    many = trained.posterior(X[:3])
+    assert isinstance(many, list) and len(many) == 3
+    (ga, gb), dens = post.density(("a", "b"))
+    assert dens.shape == (len(ga), len(gb))
+    np.testing.assert_allclose(dens.sum() * (ga[1] - ga[0]) * (gb[1] - gb[0]), 1.0)
+    draws = post.sample(2000, marginal=("a", "b"), random_state=0)
+    assert list(draws.columns) == ["a", "b"]
+    # the 2-d draws follow the 2-d grid (a different head than the 1-d marginals)
+    (ga2, gb2), d2 = post.density(("a", "b"))
+    np.testing.assert_allclose(draws["a"].mean(), (d2.sum(1) * ga2).sum() / d2.sum(), atol=0.02)
+    s = post.sample(500, random_state=0)
+    assert list(s.columns) == ["a", "b"]
+    assert trained.predict_interval(X[:2], kind="hpd").shape == (2, 4)
+
+
+def test_ndarray_and_1d_targets(problem):
+    _, X, theta = problem
+    est = TMNREEstimator(**TINY).fit(X[:300], theta.to_numpy()[:300])
+    assert est.names_ == ["theta_0", "theta_1"]
+    one = TMNREEstimator(**TINY).fit(X[:300, :1], theta.to_numpy()[:300, 0])
+    assert one.predict(X[:4, :1]).shape == (4,)
+
+
+def test_prior_none_uses_training_parameters(problem):
+    _, X, theta = problem
+    est = TMNREEstimator(**TINY).fit(X[:300], theta[:300])
+    assert est.names_ == ["a", "b"]
+    sup = est.prior_.support
+    assert (sup["low"] >= -1).all() and (sup["high"] <= 1).all()
+    assert np.isfinite(est.score(X[300:400], theta[300:400]))
+
+
+def test_marginal_specs(problem):
+    prior, X, theta = problem
+    est = TMNREEstimator(prior=prior, marginals=[("b", "a"), "a"], **TINY).fit(X[:300], theta[:300])
+    assert est.marginals_ == [("b", "a"), ("a",)]
+    assert list(est.log_ratio(X[:2], theta[:2]).columns) == ["b|a", "a"]
+    # b has no 1-d head: its 1-d posterior comes from the 2-d marginal
+    assert est.predict(X[:3]).shape == (3, 2)
+    only2d = TMNREEstimator(prior=prior, marginals="2d", **TINY).fit(X[:300], theta[:300])
+    assert only2d.marginals_ == [("a", "b")]
+    assert np.isfinite(only2d.score(X[:50], theta[:50]))
+
+
+def test_reproducible_and_picklable(problem, tmp_path):
+    prior, X, theta = problem
+    a = TMNREEstimator(prior=prior, **TINY).fit(X[:300], theta[:300])
+    b = TMNREEstimator(prior=prior, **TINY).fit(X[:300], theta[:300])
+    np.testing.assert_array_equal(a.predict(X[:20]), b.predict(X[:20]))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a.predict(X[:20]), c.predict(X[:20]))
+    joblib.dump(a, tmp_path / "est.joblib")
+    d = joblib.load(tmp_path / "est.joblib")
+    np.testing.assert_array_equal(a.predict(X[:20]), d.predict(X[:20]))
+    e = TMNREEstimator(prior=prior, **{**TINY, "random_state": 1}).fit(X[:300], theta[:300])
+    assert not np.array_equal(a.predict(X[:20]), e.predict(X[:20]))
+
+
+def test_sklearn_tools(problem):
+    prior, X, theta = problem
+    pipe = make_pipeline(StandardScaler(), TMNREEstimator(prior=prior, **TINY))
+    pipe.fit(X[:300], theta[:300])
+    assert pipe.predict(X[:5]).shape == (5, 2)
+    scores = cross_val_score(TMNREEstimator(prior=prior, **TINY), X[:300], theta[:300], cv=3)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    est = clone(TMNREEstimator(prior=prior, embedding__hidden=16, **TINY))
+    assert est.get_params()["embedding__hidden"] == 16
+    grid = GridSearchCV(TMNREEstimator(prior=prior, **TINY),
+                        {"embedding__hidden": [8, 16], "balance": [0.0, 10.0]}, cv=2, n_jobs=2)
+    grid.fit(X[:300], theta[:300])
+    assert set(grid.best_params_) == {"embedding__hidden", "balance"}
+    assert grid.best_estimator_.embedding__hidden in (8, 16)
+
+
+class _Emb(nn.Module):
+    def __init__(self, input_shape, out_features, width=8):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), width),
+                                 nn.ReLU(), nn.Linear(width, out_features))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("embedding, shape, params", [
+    ("identity", (2,), {}),
+    ("linear", (2,), {}),
+    ("cnn1d", (16,), {"embedding__channels": (4,)}),
+    ("cnn2d", (8, 8), {"embedding__channels": 4}),
+    (_Emb, (2,), {"embedding__width": 4}),
+])
+def test_embeddings_fit(embedding, shape, params):
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-1, 1, size=(200, 2))
+    X = theta[:, :1, None] * np.ones((200, int(np.prod(shape))))[:, None, :] if False else None
+    X = (np.repeat(theta.sum(1, keepdims=True), int(np.prod(shape)), axis=1)
+         + 0.1 * rng.standard_normal((200, int(np.prod(shape))))).reshape(200, *shape)
+    est = TMNREEstimator(embedding=embedding, **params, **TINY).fit(X, theta)
+    assert est.event_shape_ == shape
+    assert est.predict(X[:3]).shape == (3, 2)
+
+
+def test_balance_makes_classifier_balanced(problem):
+    prior, X, theta = problem
+
+    def gap(est):
+        lr = est.log_ratio(X[2500:], theta[2500:]).to_numpy()
+        perm = np.random.default_rng(0).permutation(500)
+        lm = est.log_ratio(X[2500:], theta[2500:].to_numpy()[perm]).to_numpy()
+        sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+        return np.abs(sig(lr).mean(0) + sig(lm).mean(0) - 1).mean()
+
+    kw = dict(prior=prior, max_epochs=15, hidden_features=16, embedding_dim=8, random_state=0)
+    plain = TMNREEstimator(**kw).fit(X[:2000], theta[:2000])
+    balanced = TMNREEstimator(balance=100.0, **kw).fit(X[:2000], theta[:2000])
+    assert gap(balanced) < gap(plain)
+
+
+def test_errors(problem, trained):
+    prior, X, theta = problem
+    est = TMNREEstimator(prior=prior, **TINY)
+    with pytest.raises(NotFittedError):
+        est.predict(X[:2])
+    bad = X[:100].copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(bad, theta[:100])
+    bad_theta = theta[:100].copy()
+    bad_theta.iloc[2, 0] = np.inf
+    with pytest.raises(ValueError, match="infinite|outside"):
+        est.fit(X[:100], bad_theta)
+    with pytest.raises(ValueError, match="different numbers of rows|inconsistent"):
+        est.fit(X[:100], theta[:90])
+    with pytest.raises(ValueError, match="unknown parameters"):
+        TMNREEstimator(prior=prior, marginals=[("a", "z")], **TINY).fit(X[:100], theta[:100])
+    with pytest.raises(ValueError, match="not in the prior"):
+        est.fit(X[:100], theta[:100].rename(columns={"a": "c"}))
+    with pytest.raises(ValueError, match="outside the prior"):
+        est.fit(X[:100], theta[:100] * 3)
+    with pytest.raises(ValueError, match="features|event shape"):
+        trained.predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="embedding"):
+        TMNREEstimator(embedding="resnet", **TINY).fit(X[:100], theta[:100])
+    with pytest.raises(TypeError, match="embedding__"):
+        TMNREEstimator(hidden=3).fit(X[:100], theta[:100])
+    with pytest.raises(ValueError, match="batch_size"):
+        TMNREEstimator(batch_size=1).fit(X[:100], theta[:100])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        est.fit(X[:1], theta[:1])

@@ -1,0 +1,79 @@
+import pytest
+import torch
+from torch import nn
+
+from sklearn_tmnre.networks import BatchedMarginalHeads, RatioNetwork, make_embedding
+
+
+def test_batched_heads_equal_a_loop_over_marginals():
+    torch.manual_seed(0)
+    heads = BatchedMarginalHeads(n_marginals=5, marginal_dim=2, in_features=3,
+                                 hidden_features=8, num_blocks=2)
+    s = torch.randn(4, 3)
+    theta = torch.randn(4, 6, 5, 2)
+    out = heads(s, theta)
+    assert out.shape == (4, 6, 5)
+    relu = torch.relu
+    for m in range(5):
+        h = theta[:, :, m] @ heads.w_theta[m] + (s @ heads.w_s[m] + heads.b_in[m])[:, None]
+        for w1, b1, w2, b2 in zip(heads.w1, heads.b1, heads.w2, heads.b2):
+            h = h + relu(relu(h) @ w1[m] + b1[m]) @ w2[m] + b2[m]
+        expected = relu(h) @ heads.w_out[m] + heads.b_out[m]
+        torch.testing.assert_close(out[:, :, m], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ratio_network_orders_marginals_as_given():
+    torch.manual_seed(0)
+    emb, n = make_embedding("mlp", (3,), 4)
+    marginals = [(0, 1), (2,), (1,), (0, 2)]
+    net = RatioNetwork(emb, n, marginals, torch.zeros(3), torch.ones(3), torch.zeros(3),
+                       torch.ones(3), hidden_features=8, num_blocks=1)
+    x, theta = torch.randn(7, 3), torch.randn(7, 3)
+    out = net(x, theta)
+    assert out.shape == (7, 4)
+    # changing parameter 2 only changes the marginals that contain it
+    theta2 = theta.clone()
+    theta2[:, 2] += 1.0
+    diff = (net(x, theta2) - out).abs().sum(0)
+    assert diff[0] == 0 and diff[2] == 0 and diff[1] > 0 and diff[3] > 0
+
+
+@pytest.mark.parametrize("name, shape, kwargs", [
+    ("identity", (5,), {}),
+    ("linear", (5,), {}),
+    ("mlp", (5,), {"hidden": 16, "layers": 1}),
+    ("cnn1d", (32,), {"channels": (4, 8)}),
+    ("cnn1d", (2, 32), {"channels": 4}),
+    ("cnn2d", (16, 16), {"channels": (4,)}),
+    ("cnn2d", (3, 16, 16), {}),
+])
+def test_named_embeddings(name, shape, kwargs):
+    module, width = make_embedding(name, shape, 6, **kwargs)
+    out = module(torch.randn(3, *shape))
+    assert out.shape == (3, width)
+    assert width == (5 if name == "identity" else 6)
+
+
+def test_custom_embedding_class_gets_shape_and_width():
+    class Emb(nn.Module):
+        def __init__(self, input_shape, out_features, scale=1.0):
+            super().__init__()
+            self.lin = nn.Linear(input_shape[0], out_features + 1)
+            self.scale = scale
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    module, width = make_embedding(Emb, (4,), 3, scale=2.0)
+    assert width == 4 and module.scale == 2.0
+
+
+def test_embedding_errors():
+    with pytest.raises(ValueError, match="unknown"):
+        make_embedding("resnet", (3,), 4)
+    with pytest.raises(ValueError, match="accepts embedding__"):
+        make_embedding("mlp", (3,), 4, channels=3)
+    with pytest.raises(ValueError, match="cnn2d"):
+        make_embedding("cnn2d", (30,), 4)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        make_embedding(42, (3,), 4)
