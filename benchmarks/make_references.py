@@ -25,7 +25,7 @@ the way sbibm makes its SLCP references, by rejection sampling from a fitted pro
    and restarts the collection, so every kept sample is an exact posterior draw
    under the bound.
 
-Run from the repository root (about a minute per observation on one core)::
+Run from the repository root (one to three minutes per observation)::
 
     python benchmarks/make_references.py                  # observations 1..10
     python benchmarks/make_references.py --observations 1 2 3 --n-samples 10000

@@ -59,8 +59,9 @@ class _Batches:
     validation loss measures the model, not the draw.
     """
 
-    def __init__(self, data, batch_size, shuffle, seed):
+    def __init__(self, data, batch_size, shuffle, seed, n_negatives=1):
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        self.n_negatives = n_negatives
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -80,7 +81,8 @@ class _Batches:
             yield {
                 "x": self.data.x[rows],
                 "theta": self.data.theta[rows],
-                "perm": derangement(len(idx), self.generator),
+                "perm": torch.stack([derangement(len(idx), self.generator)
+                                     for _ in range(self.n_negatives)], dim=1),
             }, None
 
 
@@ -118,9 +120,13 @@ class RatioLoss(nn.Module):
         self.balance = float(balance)
 
     def forward(self, f_joint, f_marginal):
-        loss = (F.softplus(-f_joint) + F.softplus(f_marginal)).mean(0).sum()
+        """``f_joint`` (B, M); ``f_marginal`` (B, K, M): K negatives per joint pair."""
+        if f_marginal.dim() == 2:
+            f_marginal = f_marginal[:, None]
+        # Each class keeps weight one half: the negatives' term is their mean.
+        loss = (F.softplus(-f_joint).mean(0) + F.softplus(f_marginal).mean((0, 1))).sum()
         if self.balance > 0:
-            gap = torch.sigmoid(f_joint).mean(0) + torch.sigmoid(f_marginal).mean(0) - 1.0
+            gap = torch.sigmoid(f_joint).mean(0) + torch.sigmoid(f_marginal).mean((0, 1)) - 1.0
             loss = loss + self.balance * (gap**2).sum()
         return loss
 
@@ -133,9 +139,10 @@ class RatioNet(NeuralNet):
     callbacks (early stopping, LR schedules, progress bars) and history stay.
     """
 
-    def __init__(self, *args, iterator_seed=0, **kwargs):
+    def __init__(self, *args, iterator_seed=0, n_negatives=1, **kwargs):
         super().__init__(*args, **kwargs)
         self.iterator_seed = iterator_seed
+        self.n_negatives = n_negatives
 
     def get_dataset(self, X, y=None):
         if not isinstance(X, PairData):
@@ -144,7 +151,8 @@ class RatioNet(NeuralNet):
 
     def get_iterator(self, dataset, training=False):
         seed = self.iterator_seed if training else self.iterator_seed + 1
-        return _Batches(dataset, self.batch_size, shuffle=training, seed=seed)
+        return _Batches(dataset, self.batch_size, shuffle=training, seed=seed,
+                        n_negatives=self.n_negatives)
 
     def _pair_logits(self, batch):
         x = batch["x"].to(self.device, non_blocking=True)
@@ -152,10 +160,10 @@ class RatioNet(NeuralNet):
         perm = batch["perm"].to(self.device)
         net = self.module_
         s = net.embed(x)
-        # P = 2 candidates per observation: its own theta and another row's.
-        both = torch.stack([theta, theta[perm]], dim=1)
+        # P = 1 + K candidates per observation: its own theta and K other rows'.
+        both = torch.cat([theta[:, None], theta[perm]], dim=1)
         logits = net.logits_from_embedding(s, both)
-        return logits[:, 0], logits[:, 1]
+        return logits[:, 0], logits[:, 1:]
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

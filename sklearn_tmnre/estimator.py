@@ -82,6 +82,15 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         The best weights are restored at the end.
     validation_fraction : float, default=0.1
         Held-out fraction for early stopping (0 disables validation).
+    n_negatives : int, default=1
+        Marginal (shuffled) pairs per joint pair in each step, each from a
+        fresh derangement of the batch; more negatives lower the gradient
+        noise at little cost (the embedding is shared).
+    fourier_features : int, default=0
+        Random Fourier features of the parameters per head (0 = off); help
+        heads represent sharp, curved posteriors.
+    fourier_scale : float, default=1.0
+        Standard deviation of the Fourier frequencies (in standardized units).
     n_grid_1d : int, default=256
         Grid cells per parameter for 1-d posteriors.
     n_grid_2d : int, default=128
@@ -144,6 +153,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         max_epochs=200,
         patience=20,
         validation_fraction=0.1,
+        n_negatives=1,
+        fourier_features=0,
+        fourier_scale=1.0,
         n_grid_1d=256,
         n_grid_2d=128,
         device="cpu",
@@ -166,6 +178,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.n_negatives = n_negatives
+        self.fourier_features = fourier_features
+        self.fourier_scale = fourier_scale
         self.n_grid_1d = n_grid_1d
         self.n_grid_2d = n_grid_2d
         self.device = device
@@ -218,6 +233,11 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         for name in ("embedding_dim", "hidden_features", "max_epochs", "patience"):
             positive_int(name)
         positive_int("num_blocks", 0)
+        positive_int("n_negatives", 1)
+        positive_int("fourier_features", 0)
+        if not (isinstance(self.fourier_scale, numbers.Real) and self.fourier_scale > 0):
+            raise ValueError(f"fourier_scale must be a positive number; got "
+                             f"{self.fourier_scale!r}.")
         positive_int("batch_size", 2)
         positive_int("n_grid_1d", 2)
         positive_int("n_grid_2d", 2)
@@ -403,7 +423,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         indices = [tuple(self.names_.index(n) for n in m) for m in self.marginals_]
         module = RatioNetwork(embedding, n_features, indices, x_mean, x_std, t_mean, t_std,
                               hidden_features=self.hidden_features, num_blocks=self.num_blocks,
-                              dropout=self.dropout)
+                              dropout=self.dropout, fourier_features=self.fourier_features,
+                              fourier_scale=self.fourier_scale)
         split = ValidationSplit(self.validation_fraction, seed)
         # Tiny data sets get no validation split; then the training loss is watched.
         monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
@@ -431,6 +452,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             device=self.device,
             verbose=max(0, int(self.verbose)),
             iterator_seed=seed,
+            n_negatives=self.n_negatives,
         )
 
     # ------------------------------------------------------------ inference
@@ -441,6 +463,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             arr = np.asarray(X)
             if arr.shape == self.event_shape_:
                 X = arr[None]
+            elif arr.ndim == len(self.event_shape_):
+                raise ValueError(f"{argname} has shape {arr.shape}; one observation must have "
+                                 f"the event shape {self.event_shape_} of the training data "
+                                 f"(several: shape (n, *{self.event_shape_})).")
         return self._validate_X(X, reset=False)
 
     @torch.no_grad()

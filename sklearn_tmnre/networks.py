@@ -190,6 +190,13 @@ class BatchedMarginalHeads(nn.Module):
         Residual blocks per head.
     dropout : float
         Dropout inside the residual blocks.
+    fourier_features : int
+        Random Fourier features of the (standardized) parameters per head:
+        ``sin(2 pi B theta_m)``, ``cos(2 pi B theta_m)`` with ``B ~ N(0, fourier_scale^2)``
+        of shape (k, fourier_features), appended to ``theta_m``. They let
+        small heads represent sharp posteriors (Tancik et al. 2020).
+    fourier_scale : float
+        Standard deviation of the random frequencies.
 
     Notes
     -----
@@ -200,11 +207,14 @@ class BatchedMarginalHeads(nn.Module):
     """
 
     def __init__(self, n_marginals, marginal_dim, in_features, hidden_features=64,
-                 num_blocks=2, dropout=0.0):
+                 num_blocks=2, dropout=0.0, fourier_features=0, fourier_scale=1.0):
         super().__init__()
         M, k, E, H = n_marginals, marginal_dim, in_features, hidden_features
+        self.register_buffer("frequencies",
+                             fourier_scale * torch.randn(M, k, fourier_features))
+        k_in = k + 2 * fourier_features
         self.w_s = nn.Parameter(torch.empty(M, E, H))
-        self.w_theta = nn.Parameter(torch.empty(M, k, H))
+        self.w_theta = nn.Parameter(torch.empty(M, k_in, H))
         self.b_in = nn.Parameter(torch.empty(M, H))
         for t in (self.w_s, self.w_theta, self.b_in):
             _init_uniform(t, E + k)
@@ -231,6 +241,9 @@ class BatchedMarginalHeads(nn.Module):
     def forward(self, s, theta_m, s_part=None):
         if s_part is None:
             s_part = self.embed_part(s)
+        if self.frequencies.shape[-1]:
+            phase = 2 * math.pi * torch.einsum("bpmk,mkf->bpmf", theta_m, self.frequencies)
+            theta_m = torch.cat([theta_m, torch.sin(phase), torch.cos(phase)], dim=-1)
         h = torch.einsum("bpmk,mkh->bpmh", theta_m, self.w_theta) + s_part[:, None]
         for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2):
             z = torch.einsum("bpmh,mhg->bpmg", self.act(h), w1) + b1
@@ -254,12 +267,13 @@ class RatioNetwork(nn.Module):
         Standardization of the data (broadcastable to the event shape).
     theta_mean, theta_std : Tensor of shape (D,)
         Standardization of the parameters.
-    hidden_features, num_blocks, dropout
+    hidden_features, num_blocks, dropout, fourier_features, fourier_scale
         Head architecture (see :class:`BatchedMarginalHeads`).
     """
 
     def __init__(self, embedding, embedding_features, marginal_indices, x_mean, x_std,
-                 theta_mean, theta_std, hidden_features=64, num_blocks=2, dropout=0.0):
+                 theta_mean, theta_std, hidden_features=64, num_blocks=2, dropout=0.0,
+                 fourier_features=0, fourier_scale=1.0):
         super().__init__()
         self.embedding = embedding
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
@@ -277,7 +291,8 @@ class RatioNetwork(nn.Module):
             self.register_buffer(f"index_{k}", torch.tensor(
                 [marginal_indices[i] for i in members], dtype=torch.long))
             self.heads.append(BatchedMarginalHeads(len(members), k, embedding_features,
-                                                   hidden_features, num_blocks, dropout))
+                                                   hidden_features, num_blocks, dropout,
+                                                   fourier_features, fourier_scale))
         # Outputs come grouped by dimension; this permutation restores the user's order.
         self.register_buffer("restore_order", torch.argsort(torch.tensor(order)))
 

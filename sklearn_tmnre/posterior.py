@@ -122,7 +122,7 @@ class MarginalPosterior:
             return key, False
         if key[::-1] in self.mass:
             return key[::-1], True
-        raise KeyError(f"marginal {key} was not estimated; available: {list(self.mass)}.")
+        raise ValueError(f"marginal {key} was not estimated; available: {list(self.mass)}.")
 
     def grid(self, marginal):
         """Cell centres of a marginal's grid: a tuple of 1-d arrays (one per parameter)."""
@@ -208,7 +208,7 @@ class MarginalPosterior:
         key = (marginal,) if isinstance(marginal, str) else tuple(marginal)
         try:
             self._key(key)
-        except KeyError:
+        except ValueError:
             if self.estimator is None or key not in self.estimator.marginals_:
                 raise
             return self._resample_weighted(key, n, rng)

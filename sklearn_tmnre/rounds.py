@@ -233,11 +233,14 @@ class TMNRE(BaseEstimator):
     >>> def simulator(theta, rng):
     ...     return theta + 0.2 * rng.standard_normal(1)
     >>> prior = Prior({"mu": stats.uniform(-5, 10)})
-    >>> est = TMNREEstimator(max_epochs=10, hidden_features=16, embedding_dim=8)
+    >>> est = TMNREEstimator(hidden_features=16, embedding_dim=8, batch_size=32, lr=1e-2,
+    ...                      max_epochs=30)
     >>> run = TMNRE(simulator, prior, estimator=est, n_sims=300, max_rounds=2,
-    ...             random_state=0).fit(np.array([1.0]))
+    ...             convergence_ratio=1.0, random_state=0).fit(np.array([1.0]))
     >>> list(run.rounds_["round"])
     [0, 1]
+    >>> bool(run.rounds_["mass"].iloc[1] < 0.8)  # round 1 sampled a smaller box
+    True
     """
 
     def __init__(

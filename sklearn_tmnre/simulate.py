@@ -19,8 +19,8 @@ import signal
 import threading
 import traceback
 import warnings
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd

@@ -276,5 +276,5 @@ def rejection_sample(propose, accept, n, rng, max_proposals=10**9):
         have += len(kept)
         tried += batch
         rate = max(have / tried, 1e-4)
-        batch = int(min(max(1.2 * (n - have) / rate, 1000), 5_000_000))
+        batch = int(min(max(1.2 * (n - have) / rate, 1000), 1_000_000))
     return np.concatenate(out)[:n]

@@ -1,0 +1,391 @@
+"""Tests of TMNRE: rounds, simulation reuse, determinism, failures, resumption, Dask."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.base import clone
+
+from sklearn_tmnre import Prior, SimulationError, TMNREEstimator
+from sklearn_tmnre.rounds import TMNRE, _WarmStart
+from sklearn_tmnre.store import SimulationStore
+from sklearn_tmnre.truncation import Truncator
+
+NOISE = 0.2
+# The box of epsilon = 1e-4 is about 1/5 of this prior per parameter (2 * 4.3 sigma of 10).
+PRIOR = Prior({"a": stats.uniform(-5, 10), "b": stats.uniform(-5, 10)})
+X_O = np.array([1.0, -2.0])
+X_TEST = np.array([[1.0, -2.0], [1.2, -1.9], [0.8, -2.2]])
+
+
+def shift(theta, rng):
+    """x = theta + NOISE * standard normal."""
+    return theta + NOISE * rng.standard_normal(theta.shape)
+
+
+def fragile(theta, rng):
+    """``shift``, but it raises for a > 2 (30 % of the prior)."""
+    if theta[0] > 2:
+        raise RuntimeError("unstable for a > 2")
+    return shift(theta, rng)
+
+
+def always_fails(theta, rng):
+    raise RuntimeError("broken simulator")
+
+
+def _estimator(**kwargs):
+    return TMNREEstimator(hidden_features=16, embedding_dim=8, max_epochs=50, patience=10,
+                          batch_size=32, lr=1e-2, **kwargs)
+
+
+def _run(simulator=shift, **kwargs):
+    params = dict(estimator=_estimator(), truncator=Truncator(epsilon=1e-4), n_sims=300,
+                  max_rounds=3, random_state=0)
+    params.update(kwargs)
+    return TMNRE(simulator, PRIOR, **params)
+
+
+def _store_content(path):
+    """Every committed row of a store, in (round, index) order."""
+    store = SimulationStore(path, mode="r")
+    order = np.lexsort((store.indices, store.rounds))
+    return {"theta": store.theta.to_numpy()[order], "X": np.asarray(store.X)[order],
+            "ok": store.ok[order], "round": store.rounds[order], "index": store.indices[order]}
+
+
+def _assert_same_store(path_a, path_b):
+    a, b = _store_content(path_a), _store_content(path_b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _comparable(rounds):
+    return rounds.drop(columns=["seconds", "n_resumed"])
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    path = tmp_path_factory.mktemp("campaign") / "sims.zarr"
+    return _run(store=str(path)).fit(X_O), path
+
+
+def test_rounds_table(campaign):
+    run, _ = campaign
+    rounds = run.rounds_
+    assert list(rounds.columns) == ["round", "n_simulated", "n_reused", "n_failed", "n_train",
+                                    "n_resumed", "mass", "bounds", "val_loss", "seconds"]
+    assert len(rounds) >= 2
+    assert list(rounds["round"]) == list(range(len(rounds)))
+    assert rounds["mass"].iloc[0] == 1.0
+    assert (np.diff(rounds["mass"]) < 0).all()
+    # The prior is 5x too wide per parameter: one truncation removes most of it.
+    assert rounds["mass"].iloc[1] < 0.2
+    for box in rounds["bounds"]:
+        assert box["a"][0] < X_O[0] < box["a"][1] and box["b"][0] < X_O[1] < box["b"][1]
+    assert rounds["n_simulated"].iloc[0] == 300
+    assert rounds["n_reused"].iloc[0] == 0
+    assert (rounds["n_reused"].iloc[1:] > 0).all()
+    assert (rounds["n_failed"] == 0).all() and (rounds["n_resumed"] == 0).all()
+    # Each round tops its reused draws up to its budget with new ones.
+    np.testing.assert_array_equal(rounds["n_train"], rounds["n_reused"] + rounds["n_simulated"])
+    np.testing.assert_array_equal(rounds["n_train"], 300)
+    assert np.isfinite(rounds["val_loss"]).all() and (rounds["seconds"] > 0).all()
+
+
+def test_reused_draws_are_the_stored_ones_inside_the_box(campaign):
+    run, path = campaign
+    store = SimulationStore(path, mode="r")
+    assert len(store) == run.rounds_["n_simulated"].sum()
+    theta = store.theta
+    for k, row in run.rounds_.iterrows():
+        box = Prior(PRIOR.distributions, bounds=row["bounds"])
+        inside = box.contains(theta)
+        assert inside[store.rounds == k].all()
+        assert (inside & (store.rounds < k) & store.ok).sum() == row["n_reused"]
+
+
+def test_stopping_rule_and_nested_boxes(campaign):
+    run, _ = campaign
+    rounds = run.rounds_
+    ratios = [t.mass_ / m for t, m in zip(run.truncators_, rounds["mass"])]
+    assert all(r <= 0.8 for r in ratios[:-1])
+    assert ratios[-1] > 0.8 or len(rounds) == 3
+    np.testing.assert_allclose(rounds["mass"].iloc[1:], [t.mass_ for t in run.truncators_[:-1]],
+                               rtol=1e-12)
+    for outer, inner in zip(rounds["bounds"], rounds["bounds"].iloc[1:]):
+        for name in PRIOR.names:
+            assert outer[name][0] <= inner[name][0] < inner[name][1] <= outer[name][1]
+
+
+def test_fitted_attributes(campaign):
+    run, _ = campaign
+    n = len(run.rounds_)
+    assert len(run.estimators_) == len(run.truncators_) == n
+    assert run.estimator_ is run.estimators_[-1] and run.truncator_ is run.truncators_[-1]
+    for est, box in zip(run.estimators_, run.rounds_["bounds"]):
+        assert est.prior_ == Prior(PRIOR.distributions, bounds=box)
+    assert run.prior_ == run.truncator_.prior_
+    assert run.store_.path == SimulationStore(campaign[1]).path
+    # Posterior of x = theta + 0.2 noise under a flat prior: N(x_o, 0.2^2) per parameter.
+    summary = run.posterior_.summary()
+    np.testing.assert_allclose(summary["mean"], X_O, atol=0.15)
+    assert ((summary["std"] > 0.1) & (summary["std"] < 0.4)).all()
+
+
+def test_same_random_state_same_result(campaign):
+    run, _ = campaign
+    again = _run().fit(X_O)  # in a temporary store this time
+    assert again.store_ is None
+    pd.testing.assert_frame_equal(_comparable(run.rounds_), _comparable(again.rounds_))
+    np.testing.assert_array_equal(run.estimator_.predict(X_TEST),
+                                  again.estimator_.predict(X_TEST))
+    pd.testing.assert_frame_equal(run.truncator_.bounds_, again.truncator_.bounds_)
+
+
+def test_other_random_state_other_draws(campaign):
+    run, _ = campaign
+    other = _run(random_state=1, max_rounds=1).fit(X_O)
+    assert not np.array_equal(run.estimators_[0].predict(X_TEST),
+                              other.estimators_[0].predict(X_TEST))
+
+
+def test_rerun_on_the_store_simulates_nothing(campaign):
+    run, path = campaign
+    n_rows = len(SimulationStore(path, mode="r"))
+    # random_state=None continues the store's campaign.
+    rerun = _run(store=str(path), random_state=None).fit(X_O)
+    assert len(SimulationStore(path, mode="r")) == n_rows
+    np.testing.assert_array_equal(rerun.rounds_["n_resumed"], rerun.rounds_["n_simulated"])
+    pd.testing.assert_frame_equal(_comparable(run.rounds_), _comparable(rerun.rounds_))
+    np.testing.assert_array_equal(run.estimator_.predict(X_TEST),
+                                  rerun.estimator_.predict(X_TEST))
+
+
+def test_store_of_another_campaign_is_refused(campaign):
+    _, path = campaign
+    with pytest.raises(ValueError, match="random_state"):
+        _run(store=str(path), random_state=1).fit(X_O)
+    narrower = Prior({"a": stats.uniform(-4, 8), "b": stats.uniform(-5, 10)})
+    with pytest.raises(ValueError, match="another prior"):
+        TMNRE(shift, narrower, store=str(path), random_state=0).fit(X_O)
+
+
+class RecordingEstimator(TMNREEstimator):
+    """A TMNREEstimator that keeps the data it was fitted on."""
+
+    def fit(self, X, y):
+        self.seen_X_, self.seen_theta_ = np.array(X), pd.DataFrame(y).copy()
+        return super().fit(X, y)
+
+
+def test_failed_simulations_are_counted_and_never_trained_on(tmp_path):
+    est = RecordingEstimator(hidden_features=16, embedding_dim=8, max_epochs=50, patience=10,
+                             batch_size=32, lr=1e-2)
+    run = _run(fragile, estimator=est, n_sims=200, max_rounds=2, convergence_ratio=1.0,
+               store=str(tmp_path / "sims.zarr")).fit(X_O)
+    store = SimulationStore(tmp_path / "sims.zarr", mode="r")
+    rounds = run.rounds_
+    # Round 0 draws a uniformly on [-5, 5]: 30 % above 2, within 4 binomial sd of 200 * 0.3.
+    assert abs(rounds["n_failed"].iloc[0] - 60) < 4 * np.sqrt(200 * 0.3 * 0.7)
+    expected = [((store.theta["a"] > 2) & (store.rounds == k)).sum() for k in rounds["round"]]
+    np.testing.assert_array_equal(rounds["n_failed"], expected)
+    failures = store.failures()
+    assert len(failures) == rounds["n_failed"].sum() == store.n_failed
+    assert failures["error"].str.contains("unstable for a > 2").all()
+    np.testing.assert_array_equal(rounds["n_train"],
+                                  rounds["n_reused"] + rounds["n_simulated"] - rounds["n_failed"])
+    for est_k, n_train in zip(run.estimators_, rounds["n_train"]):
+        assert len(est_k.seen_theta_) == n_train
+        assert (est_k.seen_theta_["a"] <= 2).all()
+        assert np.isfinite(est_k.seen_X_).all()
+
+
+def test_on_error_raise_stops_after_storing_the_batch(tmp_path):
+    path = tmp_path / "sims.zarr"
+    with pytest.raises(SimulationError, match="unstable for a > 2"):
+        _run(fragile, n_sims=50, on_error="raise", simulate_batch_size=25,
+             store=str(path)).fit(X_O)
+    store = SimulationStore(path, mode="r")
+    assert len(store) == 25 and store.n_failed > 0
+
+
+def test_a_round_where_everything_fails_is_an_error(tmp_path):
+    path = tmp_path / "sims.zarr"
+    with pytest.raises(SimulationError, match="every simulation of round 0 failed"):
+        _run(always_fails, n_sims=20, store=str(path)).fit(X_O)
+    assert len(SimulationStore(path)) == 0
+
+
+def test_budget_list_warm_start_and_progress_lines(capsys):
+    run = _run(n_sims=[200, 100], max_rounds=5, convergence_ratio=1.0, warm_start=True,
+               verbose=1).fit(X_O)
+    rounds = run.rounds_
+    assert list(rounds["round"]) == [0, 1]
+    assert rounds["n_train"].iloc[0] == 200
+    assert rounds["n_train"].iloc[1] == max(100, rounds["n_reused"].iloc[1])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("TMNRE round")]
+    assert len(lines) == 2 and "reused" in lines[1] and "box mass" in lines[1]
+
+
+def test_warm_start_callback_copies_the_parameters():
+    theta = PRIOR.sample(100, random_state=0)
+    X = shift(theta.to_numpy(), np.random.default_rng(0))
+    source = _estimator(prior=PRIOR, random_state=0).fit(X, theta)
+    params = {n: p.detach().clone() for n, p in source.net_.module_.named_parameters()}
+    # A learning rate of 1e-12 leaves the copied parameters as they start.
+    warm = clone(source).set_params(random_state=1, lr=1e-12, max_epochs=1,
+                                    callbacks=[("warm_start", _WarmStart(params))])
+    warm.fit(X, theta)
+    for name, value in warm.net_.module_.named_parameters():
+        np.testing.assert_allclose(value.detach().numpy(), params[name].numpy(), atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"n_sims": []}, ValueError, "empty"),
+    ({"n_sims": 1}, ValueError, "n_sims"),
+    ({"n_sims": [100, 1.5]}, ValueError, "entry 1"),
+    ({"max_rounds": 0}, ValueError, "max_rounds"),
+    ({"convergence_ratio": 0}, ValueError, "convergence_ratio"),
+    ({"on_error": "ignore"}, ValueError, "on_error"),
+    ({"timeout": -1}, ValueError, "timeout"),
+    ({"simulate_batch_size": 0}, ValueError, "simulate_batch_size"),
+    ({"estimator": object()}, TypeError, "estimator"),
+    ({"truncator": object()}, TypeError, "truncator"),
+    ({"store": 3}, TypeError, "store"),
+    ({"random_state": -1}, ValueError, "random_state"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _run(**kwargs).fit(X_O)
+
+
+def test_bad_simulator_prior_and_observation(tmp_path):
+    with pytest.raises(TypeError, match="simulator"):
+        TMNRE("shift", PRIOR).fit(X_O)
+    with pytest.raises(TypeError, match="prior"):
+        TMNRE(shift, {"a": stats.uniform(0, 1)}).fit(X_O)
+    with pytest.raises(ValueError, match="finite"):
+        _run().fit(np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match="x_o has shape"):
+        _run(n_sims=20, store=str(tmp_path / "sims.zarr")).fit(np.zeros(3))
+
+
+KILL_SCRIPT = """
+import sys
+import time
+
+import numpy as np
+import torch
+from scipy import stats
+
+from sklearn_tmnre import Prior, TMNREEstimator
+from sklearn_tmnre.rounds import TMNRE
+from sklearn_tmnre.truncation import Truncator
+
+torch.set_num_threads(1)
+
+
+def slow_shift(theta, rng):
+    time.sleep(0.02)
+    return theta + 0.2 * rng.standard_normal(theta.shape)
+
+
+prior = Prior({"a": stats.uniform(-5, 10), "b": stats.uniform(-5, 10)})
+estimator = TMNREEstimator(hidden_features=16, embedding_dim=8, max_epochs=50, patience=10,
+                           batch_size=32, lr=1e-2)
+run = TMNRE(slow_shift, prior, estimator=estimator, truncator=Truncator(epsilon=1e-4),
+            n_sims=100, max_rounds=2, convergence_ratio=1.0, store=sys.argv[1],
+            simulate_batch_size=10, random_state=7).fit(np.array([1.0, -2.0]))
+run.rounds_.to_pickle(sys.argv[2] + "-rounds.pkl")
+np.save(sys.argv[2] + "-predict.npy",
+        run.estimator_.predict(np.array([[1.0, -2.0], [1.2, -1.9], [0.8, -2.2]])))
+"""
+
+
+def _committed(path, k):
+    try:
+        return len(SimulationStore(path, mode="r").done_indices(k))
+    except FileNotFoundError:  # nothing committed yet
+        return 0
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    script = tmp_path / "campaign.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT))
+    killed_store, reference_store = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
+    killed = subprocess.Popen([sys.executable, str(script), str(killed_store),
+                               str(tmp_path / "killed")])
+    reference = subprocess.Popen([sys.executable, str(script), str(reference_store),
+                                  str(tmp_path / "reference")])
+    try:
+        deadline = time.monotonic() + 300
+        # Kill during round 1's simulations, after its first batch is committed.
+        while _committed(killed_store, 1) == 0:
+            assert killed.poll() is None, "the campaign finished before it could be killed"
+            assert time.monotonic() < deadline, "round 1 never started"
+            time.sleep(0.01)
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        at_kill = _committed(killed_store, 1)
+        assert reference.wait(timeout=300) == 0
+    finally:
+        for proc in (killed, reference):
+            if proc.poll() is None:
+                proc.kill()
+    resumed = subprocess.run([sys.executable, str(script), str(killed_store),
+                              str(tmp_path / "killed")], timeout=300)
+    assert resumed.returncode == 0
+
+    _assert_same_store(killed_store, reference_store)
+    rounds_killed = pd.read_pickle(tmp_path / "killed-rounds.pkl")
+    rounds_reference = pd.read_pickle(tmp_path / "reference-rounds.pkl")
+    # The kill hit the middle of round 1; the rerun found those draws and added the rest.
+    assert 0 < at_kill < rounds_reference["n_simulated"].iloc[1]
+    assert list(rounds_killed["n_resumed"]) == [rounds_reference["n_simulated"].iloc[0], at_kill]
+    pd.testing.assert_frame_equal(_comparable(rounds_killed), _comparable(rounds_reference))
+    np.testing.assert_array_equal(np.load(tmp_path / "killed-predict.npy"),
+                                  np.load(tmp_path / "reference-predict.npy"))
+
+
+class PidLoggingShift:
+    """``shift`` that leaves a file named after the process that ran it."""
+
+    def __init__(self, log_dir):
+        self.log_dir = str(log_dir)
+
+    def __call__(self, theta, rng):
+        open(os.path.join(self.log_dir, str(os.getpid())), "a").close()
+        return shift(theta, rng)
+
+
+@pytest.mark.dask
+def test_dask_cluster_gives_the_local_store(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import joblib
+
+    log_dir = tmp_path / "pids"
+    log_dir.mkdir()
+    simulator = PidLoggingShift(log_dir)
+    kwargs = dict(n_sims=60, max_rounds=1, simulate_batch_size=20, random_state=5)
+    local = _run(simulator, store=str(tmp_path / "local.zarr"), **kwargs).fit(X_O)
+    assert {p.name for p in log_dir.iterdir()} == {str(os.getpid())}
+    for p in log_dir.iterdir():
+        p.unlink()
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            # n_jobs=None: the active joblib backend (here every Dask worker) decides.
+            remote = _run(simulator, store=str(tmp_path / "dask.zarr"), **kwargs).fit(X_O)
+    workers = {p.name for p in log_dir.iterdir()}
+    assert workers and str(os.getpid()) not in workers
+    _assert_same_store(tmp_path / "local.zarr", tmp_path / "dask.zarr")
+    pd.testing.assert_frame_equal(_comparable(local.rounds_), _comparable(remote.rounds_))
