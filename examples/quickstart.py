@@ -52,7 +52,7 @@ X = simulate(task.simulator, theta, n_jobs=-1, random_state=0)
 est = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=MAX_EPOCHS, random_state=0)
 est.fit(X, theta)
 posterior = est.posterior(x_o)
-print("\nMarginal posteriors (one amortized round, %d simulations):" % N_SIMS)
+print(f"\nMarginal posteriors (one amortized round, {N_SIMS} simulations):")
 print(posterior.summary().round(3).to_string())
 
 reference = task.reference_samples(1, 2_000 if QUICK else 10_000, random_state=0)

@@ -5,11 +5,14 @@ stochastic simulator's parameters, with prior truncation round by round and
 coverage tests.
 """
 
+from . import tasks  # noqa: E402  (sub-package of benchmark problems)
 from .estimator import TMNREEstimator
 from .posterior import MarginalPosterior
 from .prior import Prior
+from .rounds import TMNRE
 from .simulate import SimulationError, SimulationResult, SimulationWarning, simulate
 from .store import SimulationStore
+from .truncation import Truncator
 
 __version__ = "0.1.0"
 
@@ -20,7 +23,10 @@ __all__ = [
     "SimulationResult",
     "SimulationStore",
     "SimulationWarning",
+    "TMNRE",
     "TMNREEstimator",
+    "Truncator",
     "simulate",
+    "tasks",
     "__version__",
 ]

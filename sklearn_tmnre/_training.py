@@ -40,14 +40,14 @@ class PairData:
 
 
 def derangement(n, generator, device=None):
-    """A random permutation of ``range(n)`` with no fixed point (n >= 2)."""
-    perm = torch.randperm(n, generator=generator)
-    fixed = torch.nonzero(perm == torch.arange(n)).flatten()
-    # Swapping each fixed point with its successor's value removes it; adjacent
-    # fixed points are swapped in sequence so none can reappear.
-    for i in fixed.tolist():
-        j = (i + 1) % n
-        perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    """A random permutation of ``range(n)`` with no fixed point (n >= 2).
+
+    A uniformly random n-cycle: ``sigma[i] -> sigma[i + 1]`` for a random
+    ordering ``sigma``. Every row is paired with a uniformly random other row.
+    """
+    sigma = torch.randperm(n, generator=generator)
+    perm = torch.empty_like(sigma)
+    perm[sigma] = torch.roll(sigma, -1)
     return perm.to(device) if device is not None else perm
 
 

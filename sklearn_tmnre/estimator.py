@@ -702,6 +702,43 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return float(np.mean(terms))
 
 
+    # ---------------------------------------------------------- persistence
+    def save(self, path):
+        """Save the fitted estimator to a directory, without pickle.
+
+        Hyperparameters, prior and fitted metadata go to JSON; weights to a
+        tensor file loaded with ``weights_only=True``. See
+        :func:`sklearn_tmnre.persistence.save_estimator`.
+
+        Parameters
+        ----------
+        path : str or Path
+            Directory to create (or overwrite).
+        """
+        from .persistence import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, trust_embedding=False):
+        """Load an estimator saved by :meth:`save` (no code runs from the files).
+
+        Parameters
+        ----------
+        path : str or Path
+        trust_embedding : bool, default=False
+            Allow importing a custom embedding class recorded in the files
+            (importing a module runs its code).
+
+        Returns
+        -------
+        TMNREEstimator
+        """
+        from .persistence import load_estimator
+
+        return load_estimator(path, cls=cls, trust_embedding=trust_embedding)
+
+
 def _silent(*args, **kwargs):
     """A print sink that prints nothing (skorch callbacks' ``sink``)."""
 

@@ -208,6 +208,21 @@ class Supernovae(Task):
             out[s:s + _CHUNK] = 5.0 * np.log10((1.0 + self.redshifts) * d_c) + 25.0
         return out
 
+    def noiseless(self, theta):
+        """Mean data for rows of ``theta``: magnitudes (and, if latent, proxies).
+
+        Parameters
+        ----------
+        theta : DataFrame or array-like of shape (n, n_params) or (n_params,)
+
+        Returns
+        -------
+        X : ndarray of shape (n, *event_shape), float64
+        """
+        theta = self._check_theta(theta)
+        mag = self._mean_magnitude(theta)
+        return np.stack([mag, theta[:, 3:]], axis=-1) if self.latent else mag
+
     def _mean_magnitude(self, theta):
         mag = theta[:, 2:3] + self.distance_modulus(theta[:, 0], theta[:, 1])
         if self.latent:
