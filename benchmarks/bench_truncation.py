@@ -6,8 +6,9 @@ Gaussian, ``N(mu, Sigma)`` with ``Sigma = sigma^2 (A^T A)^-1`` and ``mu = (A^T A
 A^T x_o`` (restricted to the prior box; the true parameters are drawn from
 ``U(-3, 3)^3``, more than 20 posterior standard deviations inside it, so the
 restriction is negligible). ``sigma`` makes the mean marginal posterior
-standard deviation 0.1: the epsilon = 1e-6 box is about one tenth of the prior
-per parameter, i.e. the prior is about 10x too wide.
+standard deviation ``--posterior-std`` (0.05): the box of the exact ratio at
+epsilon = 1e-6 (about +-5.3 posterior standard deviations) is then about 1/19
+of the prior per parameter, i.e. the prior is about 19x too wide.
 
 For each observation, TMNRE (``--n-sims`` per round, up to ``--rounds``
 rounds, reuse included) is compared with one TMNREEstimator trained on as many
@@ -38,18 +39,18 @@ from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.metrics import marginal_c2st
 from sklearn_tmnre.rounds import TMNRE
 
-N_PARAMS, N_DATA, HALF_WIDTH, POSTERIOR_STD = 3, 5, 5.0, 0.1
+N_PARAMS, N_DATA, HALF_WIDTH = 3, 5, 5.0
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 class LinearGaussian:
     """``x = A theta + sigma * noise`` with a fixed random ``A`` (picklable simulator)."""
 
-    def __init__(self, seed=0):
+    def __init__(self, posterior_std, seed=0):
         rng = np.random.default_rng(seed)
         self.A = rng.standard_normal((N_DATA, N_PARAMS))
         unit_cov = np.linalg.inv(self.A.T @ self.A)
-        self.sigma = POSTERIOR_STD / np.sqrt(np.mean(np.diag(unit_cov)))
+        self.sigma = posterior_std / np.sqrt(np.mean(np.diag(unit_cov)))
         self.cov = self.sigma**2 * unit_cov
 
     def __call__(self, theta, rng):
@@ -83,8 +84,8 @@ def _marginal_table(post, mean, cov, names, seed):
     return pd.DataFrame(rows)
 
 
-def run(observation, n_sims, rounds, seed, estimator):
-    simulator = LinearGaussian(seed=0)
+def run(observation, n_sims, rounds, seed, estimator, posterior_std):
+    simulator = LinearGaussian(posterior_std, seed=0)
     names = [f"theta_{i}" for i in range(N_PARAMS)]
     prior = Prior({n: stats.uniform(-HALF_WIDTH, 2 * HALF_WIDTH) for n in names})
     rng = np.random.default_rng([seed, observation])
@@ -126,7 +127,9 @@ def run(observation, n_sims, rounds, seed, estimator):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--observations", type=int, default=3)
+    p.add_argument("--observations", type=int, default=2)
+    p.add_argument("--posterior-std", type=float, default=0.05,
+                   help="mean marginal posterior standard deviation (prior: U(-5, 5))")
     p.add_argument("--n-sims", type=int, default=2000, help="simulations per round")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -139,7 +142,8 @@ def main():
 
     tables, per_round = [], []
     for obs in range(1, args.observations + 1):
-        table, rounds = run(obs, args.n_sims, args.rounds, args.seed, estimator)
+        table, rounds = run(obs, args.n_sims, args.rounds, args.seed, estimator,
+                            args.posterior_std)
         tables.append(table)
         per_round.append(rounds)
     table = pd.concat(tables, ignore_index=True)

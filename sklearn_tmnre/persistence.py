@@ -475,6 +475,9 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"load_estimator: device={device!r} is not a torch device ({exc}).") \
             from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"load_estimator: device={device!r} but CUDA is not available here; "
+                         "load with device='cpu'.")
     path = Path(path)
     config = _read_config(path)
     try:
@@ -493,10 +496,10 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
     params["device"] = str(torch_device)
     try:
         estimator = cls(prior=prior, embedding=embedding, **params)
+        estimator._check_hyperparameters()
     except TypeError as exc:
         raise ValueError(f"load_estimator: {cls.__name__} does not accept the saved "
                          f"hyperparameters ({exc}).") from None
-    estimator._check_hyperparameters()
     state = _read_weights(path)
 
     # Building the network draws initial weights; the caller's torch RNG is left as it was.

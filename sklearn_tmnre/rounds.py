@@ -92,7 +92,7 @@ def _describe_prior(prior):
     desc = {
         "names": prior.names,
         "distributions": [[d.dist.name, np.asarray(d.args, dtype=float).tolist(),
-                           {k: float(v) for k, v in d.kwds.items()}]
+                           {k: np.asarray(v, dtype=float).tolist() for k, v in d.kwds.items()}]
                           for d in prior.distributions.values()],
         "bounds": prior.bounds.tolist(),
     }

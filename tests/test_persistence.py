@@ -272,6 +272,9 @@ def test_newer_format_version_names_both_versions(saved, tmp_path):
     (lambda c: c["prior"]["distributions"][0].update(distribution="os.system"),
      "not a continuous scipy.stats distribution"),
     (lambda c: c.update(embedding={"name": "transformer"}), "not one of"),
+    (lambda c: c["params"].update(embedding__nonsense=1), "unexpected arguments"),
+    (lambda c: c["params"].update(warp_speed=9), "does not accept"),
+    (lambda c: c["params"].update(hidden_features=0), "hidden_features"),
 ])
 def test_garbled_config_is_a_clear_error(saved, tmp_path, edit, match):
     model = tmp_path / "model"

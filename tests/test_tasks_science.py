@@ -171,8 +171,9 @@ def test_cmb_parameters_move_spectra_physically(cmb):
     # Tilt pivots at k = 0.05/Mpc (ell ~ 700): more power above, less below.
     tilted = tt(ns=0.9649 + 0.02) / tt()
     assert tilted[cmb.ell == 2000][0] > 1 > tilted[cmb.ell == 10][0]
-    # Baryon loading raises odd (compression) peaks relative to even ones.
-    ratio = [peak(t, 150, 350) / peak(t, 450, 650)
+    # Baryon loading raises odd (compression) peaks relative to even ones; CAMB's
+    # third-to-second peak ratio goes from 0.981 to 1.003 over omega_b = fiducial -+ 5 sigma.
+    ratio = [peak(t, 700, 900) / peak(t, 450, 650)
              for t in (tt(ombh2=0.02237 - 0.00075), tt(ombh2=0.02237 + 0.00075))]
     assert ratio[1] > ratio[0]
     # More dark matter means less radiation driving: a lower first peak.
@@ -269,34 +270,40 @@ def test_sn_marginal_over_M_is_the_integral_of_the_likelihood(sn):
     lo, hi = PRIOR_BOX["M"]
     numeric = []
     for om, w in om_w:
-        grid = np.linspace(lo, hi, 4001)
-        theta = np.column_stack([np.full_like(grid, om), np.full_like(grid, w), grid])
-        ll = sn.log_likelihood(theta, x)
-        numeric.append(ll.max() + np.log(integrate.trapezoid(np.exp(ll - ll.max()), grid)))
+        def loglik(M, om=om, w=w):
+            return sn.log_likelihood(np.array([om, w, M]), x)[0]
+
+        peak = np.clip(x.mean() - sn.distance_modulus(om, w)[0].mean(), lo, hi)
+        ref = loglik(peak)
+        value, _ = integrate.quad(lambda M: np.exp(loglik(M) - ref), lo, hi, points=[peak],
+                                  limit=200, epsabs=0, epsrel=1e-9)
+        numeric.append(ref + np.log(value))
     numeric = np.array(numeric)
     # equal up to one constant (the Gaussian normalization and the prior density)
     np.testing.assert_allclose(closed - closed[0], numeric - numeric[0], atol=1e-4)
 
 
 def test_sn_reference_posterior_matches_a_grid(sn):
-    ref = sn.reference_samples(3, n=4000, random_state=0)
+    ref = sn.reference_samples(3, n=2000, random_state=0)
     x = sn.observation(3)
-    om = np.linspace(*PRIOR_BOX["Om"], 201)
-    w = np.linspace(*PRIOR_BOX["w"], 201)
+    om = np.linspace(*PRIOR_BOX["Om"], 121)
+    w = np.linspace(*PRIOR_BOX["w"], 121)
     M = np.linspace(*PRIOR_BOX["M"], 301)
     oo, ww = np.meshgrid(om, w, indexing="ij")
     mu = sn.distance_modulus(oo.ravel(), ww.ravel())
-    # log p(x | Om, w, M) on the 3-d grid, written directly from the model
-    resid = x[None, None, :] - mu[:, None, :] - M[None, :, None]
-    ll = -0.5 * (resid**2).sum(axis=2) / sn.sigma_int**2
+    # log p(x | Om, w, M) on the 3-d grid, written directly from the model:
+    # sum_i (r_i - M)^2 = sum r^2 - 2 M sum r + n M^2 with r = x - mu
+    r = x[None, :] - mu
+    ss = (r**2).sum(axis=1)[:, None] - 2 * r.sum(axis=1)[:, None] * M + len(x) * M**2
+    ll = -0.5 * ss / sn.sigma_int**2
     p = np.exp(ll - ll.max()).reshape(len(om), len(w), len(M))
     p /= p.sum()
     for axis, (name, grid) in enumerate((("Om", om), ("w", w), ("M", M))):
         marginal = p.sum(axis=tuple(a for a in range(3) if a != axis))
         mean = (marginal * grid).sum()
         std = np.sqrt((marginal * (grid - mean) ** 2).sum())
-        # resampled draws: standard error about std / sqrt(n_eff), n_eff >= 4000 / 2
-        assert abs(ref[name].mean() - mean) < 5 * std / np.sqrt(2000)
+        # resampled draws: standard error about std / sqrt(n_eff), n_eff >= 2000 / 2
+        assert abs(ref[name].mean() - mean) < 5 * std / np.sqrt(1000)
         assert ref[name].std() == pytest.approx(std, rel=0.1)
 
 
@@ -353,8 +360,9 @@ def test_lensing_unlensed_flux_and_einstein_ring():
     img = task.noiseless(ring)[0]
     x, y = task.coordinates
     r = np.hypot(x, y)
+    # flux-weighted radius of a Gaussian ring of width sigma: theta_E + sigma^2 / theta_E
     radius = (img * r).sum() / img.sum()
-    assert radius == pytest.approx(1.0, abs=0.01)
+    assert radius == pytest.approx(1.0 + sigma**2, abs=1e-3)
     # magnification of a ring: flux ratio sqrt(2 pi) theta_E / sigma
     assert img.sum() * area / (2 * np.pi * sigma**2) == pytest.approx(
         np.sqrt(2 * np.pi) / sigma, rel=1e-3)
@@ -368,9 +376,12 @@ def test_lensing_subhalo_perturbs_the_image_locally(lens):
     without = base.copy()
     without[2] = 0.0  # a 1 M_sun subhalo: no visible effect
     diff = np.abs(lens.noiseless(base)[0] - lens.noiseless(without)[0])
+    peak = np.unravel_index(np.argmax(diff), diff.shape)
+    assert np.hypot(x[peak] - 1.1, y[peak]) < 0.3  # the largest change is at the subhalo
     near = np.hypot(x - 1.1, y) < 0.4
-    far = np.hypot(x + 1.1, y) < 0.4  # the opposite side of the ring
-    assert diff[near].sum() > 20 * diff[far].sum()
+    # The point mass's 1/r deflection still shifts the far side of the ring a little.
+    far = np.hypot(x + 1.1, y) < 0.4
+    assert diff[near].sum() > 5 * diff[far].sum()
     assert diff[near].max() > 0.1  # visible above the 0.05 noise
     heavier = base.copy()
     heavier[2] = 10.5

@@ -5,15 +5,15 @@ Each task (Lueckmann et al., "Benchmarking Simulation-Based Inference", AISTATS
 simulator, ten fixed observations with sbibm's published true parameters, and
 reference posterior samples:
 
-=========================  ========  ======  ========================================
-name                       params    data    reference posterior
-=========================  ========  ======  ========================================
-``two_moons``              2         2       exact (inversion of the simulator)
-``gaussian_linear``        10        10      exact (conjugate Gaussian)
-``gaussian_linear_uniform`` 10       10      exact (Gaussian, rejection to the box)
-``gaussian_mixture``       2         2       exact (mixture, rejection to the box)
-``slcp``                   5         8       MCMC, shipped in ``data/``
-=========================  ========  ======  ========================================
+===========================  ======  ====  ======================================================
+name                         params  data  reference posterior
+===========================  ======  ====  ======================================================
+``two_moons``                2       2     exact (inversion of the simulator)
+``gaussian_linear``          10      10    exact (conjugate Gaussian)
+``gaussian_linear_uniform``  10      10    exact (Gaussian, rejection to the box)
+``gaussian_mixture``         2       2     exact (mixture, rejection to the box)
+``slcp``                     5       8     rejection from a fitted proposal, shipped in ``data/``
+===========================  ======  ====  ======================================================
 
 Examples
 --------

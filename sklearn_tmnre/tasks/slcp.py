@@ -15,11 +15,13 @@ posterior has four exactly symmetric modes (sign flips of :math:`\theta_2`,
 :math:`\theta_3`) and curved ridges between them.
 
 **Reference posterior.** There is no closed form; ``benchmarks/make_references.py``
-runs an ensemble MCMC sampler on the analytic posterior folded onto
-:math:`\theta_2, \theta_3 \ge 0`, thins the chains by their autocorrelation time,
-gives every sample independent random signs of :math:`\theta_2, \theta_3`, and
-ships the result as ``data/slcp_reference.npz`` (float32). :meth:`SLCP.reference_samples`
-draws without replacement from that file.
+samples the analytic posterior folded onto :math:`\theta_2, \theta_3 \ge 0` by
+rejection from a proposal adapted by importance sampling (a Gaussian mixture plus
+10 % prior; sbibm uses a flow proposal), gives every sample independent random
+signs of :math:`\theta_2, \theta_3`, and ships 10,000 samples per observation as
+``data/slcp_reference.npz`` (float32). Ensemble MCMC (emcee) was tried first and
+under-covered the funnel-shaped posterior. :meth:`SLCP.reference_samples` draws
+without replacement from that file.
 
 Observations 1-10 and their true parameters are sbibm's published ones
 (``sbibm/tasks/slcp/files/num_observation_<i>/``).

@@ -1,0 +1,433 @@
+"""The inference methods the benchmark compares, and how each cell is measured.
+
+A *cell* is one (task, observation, budget, method, seed). For each task,
+budget and seed the training pairs ``theta, X = task.sample(budget, seed)``
+are drawn once and every **amortized** method trains on exactly those pairs,
+once, then answers every observation:
+
+* ``tmnre_amortized``: one round of :class:`~sklearn_tmnre.TMNREEstimator`
+  (``marginals="1d+2d"``); posteriors read off its grids.
+* ``tmnre_balanced``: the same with the balancing penalty on (balanced NRE,
+  Delaunoy et al. 2022), for calibration.
+* ``sbi_nre_a``, ``sbi_nre_c``, ``sbi_bnre``: ``sbi``'s ratio estimators
+  (Hermans et al. 2020; Miller et al. 2022; Delaunoy et al. 2022) with their
+  default networks and training; posterior samples by sbi's default MCMC, then
+  marginalized by taking columns.
+
+``tmnre_truncated`` (:class:`~sklearn_tmnre.rounds.TMNRE`) is not amortized:
+it simulates its own draws from the truncated priors with ``task.simulator``,
+spending the budget per observation (30 % in the first round, the rest evenly
+over the later rounds; rounds end early when the box stops shrinking, as in
+Miller et al. 2021).
+
+Accuracy is the SBI-benchmark C2ST (:func:`sklearn_tmnre.metrics.c2st`) of
+every 1-d and 2-d marginal against the task's reference posterior, with ``n``
+draws of each; calibration is the expected coverage of every 1-d marginal at
+levels 0.05 ... 0.95 on fresh test pairs (our estimators only: sbi's MCMC per
+test observation costs seconds, so a thousand of them are out of reach).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sklearn_tmnre import TMNREEstimator, __version__
+from sklearn_tmnre.metrics import c2st, expected_coverage
+from sklearn_tmnre.rounds import TMNRE
+
+__all__ = [
+    "AMORTIZED",
+    "COVERAGE_LEVELS",
+    "METHODS",
+    "SBI_METHODS",
+    "PeakMemory",
+    "Settings",
+    "coverage_summary",
+    "fit_amortized",
+    "grid_marginals",
+    "grid_samples",
+    "marginal_c2st_of",
+    "observation_result",
+    "sbi_available",
+    "torch_prior",
+    "truncated_result",
+    "truncated_schedule",
+]
+
+COVERAGE_LEVELS = np.round(np.linspace(0.05, 0.95, 19), 2)
+#: sbi trainer class name of each sbi method.
+SBI_METHODS = {"sbi_nre_a": "NRE_A", "sbi_nre_c": "NRE_C", "sbi_bnre": "BNRE"}
+AMORTIZED = ("tmnre_amortized", "tmnre_balanced", *SBI_METHODS)
+METHODS = (*AMORTIZED[:2], "tmnre_truncated", *SBI_METHODS)
+# Weight of the balancing penalty of tmnre_balanced: sbi's BNRE default.
+_BALANCE = 100.0
+# Share of the budget spent in the first truncation round (Miller et al. 2021).
+_FIRST_ROUND_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard each cell works.
+
+    Parameters
+    ----------
+    name : str
+        ``"full"``, ``"quick"`` or ``"tiny"``; part of the key of every result row.
+    max_epochs : int
+        Upper bound on training epochs of our estimators (early stopping decides).
+    sbi_max_epochs : int or None
+        Upper bound for sbi's training (None: sbi's default, unbounded).
+    n_c2st : int
+        Posterior draws and reference draws per C2ST.
+    n_coverage : int
+        Fresh test pairs for expected coverage (0 skips it).
+    truncated_rounds : int
+        Most rounds of ``tmnre_truncated``.
+    params : dict
+        Extra :class:`~sklearn_tmnre.TMNREEstimator` hyperparameters of our methods.
+    """
+
+    name: str
+    max_epochs: int
+    sbi_max_epochs: int | None
+    n_c2st: int
+    n_coverage: int
+    truncated_rounds: int
+    params: tuple = ()
+
+    def estimator(self, **kwargs):
+        """An unfitted TMNREEstimator with these settings (``kwargs`` win)."""
+        return TMNREEstimator(marginals="1d+2d", max_epochs=self.max_epochs,
+                              **{**dict(self.params), **kwargs})
+
+
+class PeakMemory:
+    """Context manager: peak resident memory above the level at entry, in MiB.
+
+    A background thread samples the process's resident set size every few
+    milliseconds (``/proc/self/statm``; torch's allocations are invisible to
+    ``tracemalloc``). Where ``/proc`` is missing the growth of the maximum RSS
+    (``getrusage``) is reported instead, which is 0 when an earlier peak was higher.
+    """
+
+    _INTERVAL = 0.005
+
+    def __init__(self):
+        self.peak_mb = float("nan")
+
+    @staticmethod
+    def _rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    @staticmethod
+    def _maxrss_mb():
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def __enter__(self):
+        self._proc = os.path.exists("/proc/self/statm")
+        self._start = self._rss_mb() if self._proc else self._maxrss_mb()
+        self._peak = self._start
+        self._stop = threading.Event()
+        if self._proc:
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(self._INTERVAL):
+            self._peak = max(self._peak, self._rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._proc:
+            self._thread.join()
+            self._peak = max(self._peak, self._rss_mb())
+        else:
+            self._peak = self._maxrss_mb()
+        self.peak_mb = self._peak - self._start
+        return False
+
+
+def sbi_available():
+    """Whether ``sbi`` can be imported (the ``bench`` extra)."""
+    try:
+        import sbi  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torch_prior(prior):
+    """The torch distribution sbi needs for a product prior of uniforms and normals.
+
+    Parameters
+    ----------
+    prior : Prior
+
+    Returns
+    -------
+    torch.distributions.Distribution
+        ``BoxUniform`` when every component is uniform, else sbi's
+        ``MultipleIndependent`` of 1-d uniforms and normals.
+    """
+    from sbi.utils import BoxUniform, MultipleIndependent
+
+    comps = []
+    for name, dist in prior.distributions.items():
+        kind = dist.dist.name
+        if kind == "uniform":
+            low, high = dist.support()
+            comps.append(("uniform", float(low), float(high)))
+        elif kind == "norm":
+            comps.append(("norm", float(dist.mean()), float(dist.std())))
+        else:
+            raise ValueError(f"torch_prior: parameter {name!r} has a {kind!r} prior; the sbi "
+                             "comparison supports uniform and normal components only.")
+    if prior.is_truncated:
+        raise ValueError("torch_prior: the prior is truncated; sbi methods need the original "
+                         "prior (prior.untruncated()).")
+    if all(kind == "uniform" for kind, _, _ in comps):
+        return BoxUniform(torch.tensor([c[1] for c in comps]), torch.tensor([c[2] for c in comps]))
+    parts = []
+    for kind, a, b in comps:
+        cls = torch.distributions.Uniform if kind == "uniform" else torch.distributions.Normal
+        parts.append(torch.distributions.Independent(cls(torch.tensor([a]), torch.tensor([b])),
+                                                     1))
+    return MultipleIndependent(parts, validate_args=False)
+
+
+def grid_marginals(names):
+    """Every 1-d then every 2-d marginal of ``names``."""
+    return [(n,) for n in names] + list(itertools.combinations(names, 2))
+
+
+def marginal_c2st_of(samples, reference, seed):
+    """Mean C2ST of the 1-d and of the 2-d marginals.
+
+    Parameters
+    ----------
+    samples : dict
+        ``{marginal: DataFrame}``: draws of each 1-d and 2-d marginal (columns
+        named after its parameters), as many as ``reference`` has rows.
+    reference : DataFrame
+        Reference posterior samples of all parameters.
+    seed : int
+        Seeds the classifiers and folds.
+
+    Returns
+    -------
+    c2st_1d, c2st_2d : float
+    """
+    rng = np.random.default_rng(seed)
+    scores = {1: [], 2: []}
+    for m, draws in samples.items():
+        cols = list(m)
+        scores[len(m)].append(c2st(reference[cols], draws[cols],
+                                   random_state=int(rng.integers(2**31 - 1))))
+    return tuple(float(np.mean(scores[k])) if scores[k] else float("nan") for k in (1, 2))
+
+
+def grid_samples(posterior, names, n, seed):
+    """``n`` draws of every 1-d and 2-d marginal of a MarginalPosterior."""
+    rng = np.random.default_rng(seed)
+    return {m: posterior.sample(n, marginal=m, random_state=int(rng.integers(2**31 - 1)))
+            for m in grid_marginals(names)}
+
+
+class _OneDimensional:
+    """The 1-d grid marginals of a fitted estimator, for the coverage functions.
+
+    :func:`sklearn_tmnre.metrics.expected_coverage` evaluates every grid
+    marginal; the 2-d grids cost ``n_grid_2d`` times more, so the benchmark
+    measures the 1-d ones only.
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.names_ = estimator.names_
+        self.marginals_ = [m for m in estimator.marginals_ if len(m) == 1]
+
+    def _grid_masses(self, X):
+        return self.estimator._grid_masses(X, dims=(1,))
+
+
+def coverage_summary(estimator, X, theta):
+    """Expected coverage of every 1-d marginal at levels 0.05 ... 0.95, summarized.
+
+    Returns
+    -------
+    dict
+        ``coverage_mae``: mean |coverage - level|; ``coverage_max_shortfall``:
+        the largest ``level - coverage`` (0 if coverage is never below nominal);
+        ``coverage_n_below``: (marginal, level) pairs whose Jeffreys 95 %
+        interval lies wholly below the level; ``n_coverage``: test pairs.
+    """
+    table = expected_coverage(_OneDimensional(estimator), X, theta, levels=COVERAGE_LEVELS)
+    gap = table["coverage"] - table["level"]
+    return {
+        "coverage_mae": float(gap.abs().mean()),
+        "coverage_max_shortfall": float(max(0.0, (-gap).max())),
+        "coverage_n_below": int((table["upper"] < table["level"]).sum()),
+        "n_coverage": len(X),
+    }
+
+
+def _no_coverage():
+    return {"coverage_mae": np.nan, "coverage_max_shortfall": np.nan,
+            "coverage_n_below": np.nan, "n_coverage": 0}
+
+
+def _as_float32(a):
+    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
+@dataclass
+class Fitted:
+    """An amortized method trained on one task, budget and seed."""
+
+    method: str
+    model: object
+    names: list
+    n_sims: int
+    train_seconds: float
+    train_peak_mb: float
+    epochs: int
+    version: str
+    coverage: dict
+
+    def posterior(self, x_o, n, seed):
+        """``n`` draws of every 1-d and 2-d marginal for ``x_o``, and the seconds they took."""
+        start = time.perf_counter()
+        if self.method.startswith("tmnre"):
+            samples = grid_samples(self.model.posterior(x_o), self.names, n, seed)
+        else:
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            draws = self.model.sample((n,), x=_as_float32(x_o)[None], show_progress_bars=False)
+            joint = pd.DataFrame(draws.numpy().astype(np.float64), columns=self.names)
+            samples = {m: joint[list(m)] for m in grid_marginals(self.names)}
+        return samples, time.perf_counter() - start
+
+
+def _fit_sbi(method, task, theta, X, seed, settings):
+    from sbi import inference as sbi_inference
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    trainer = getattr(sbi_inference, SBI_METHODS[method])(prior=torch_prior(task.prior),
+                                                          show_progress_bars=False)
+    trainer.append_simulations(_as_float32(theta.to_numpy()), _as_float32(X))
+    kwargs = {}
+    if settings.sbi_max_epochs is not None:
+        kwargs["max_num_epochs"] = settings.sbi_max_epochs
+    trainer.train(**kwargs)
+    epochs = int(trainer._summary["epochs_trained"][-1])
+    return trainer.build_posterior(), epochs
+
+
+def fit_amortized(method, task, theta, X, seed, settings):
+    """Train an amortized method on ``(theta, X)`` and measure it.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`AMORTIZED`.
+    task : sklearn_tmnre.tasks.Task
+    theta : DataFrame
+    X : ndarray
+    seed : int
+    settings : Settings
+
+    Returns
+    -------
+    Fitted
+    """
+    if method not in AMORTIZED:
+        raise ValueError(f"method must be one of {AMORTIZED}; got {method!r}.")
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        if method.startswith("tmnre"):
+            balance = _BALANCE if method == "tmnre_balanced" else 0.0
+            model = settings.estimator(prior=task.prior, balance=balance,
+                                       random_state=seed).fit(X, theta)
+            epochs, version = len(model.net_.history), __version__
+        else:
+            import sbi
+
+            model, epochs = _fit_sbi(method, task, theta, X, seed, settings)
+            version = sbi.__version__
+        seconds = time.perf_counter() - start
+    coverage = _no_coverage()
+    if method.startswith("tmnre") and settings.n_coverage:
+        test_theta, test_X = task.sample(settings.n_coverage,
+                                         random_state=np.random.SeedSequence([seed, len(X), 1]))
+        coverage = coverage_summary(model, test_X, test_theta)
+    return Fitted(method, model, list(task.prior.names), len(X), seconds, mem.peak_mb, epochs,
+                  version, coverage)
+
+
+def observation_result(fitted, task, observation, reference, seed):
+    """One amortized cell: the observation's posterior, its C2STs and costs."""
+    with PeakMemory() as mem:
+        samples, seconds = fitted.posterior(task.observation(observation), len(reference), seed)
+    c1, c2 = marginal_c2st_of(samples, reference, seed)
+    return {
+        "c2st_1d": c1, "c2st_2d": c2, **fitted.coverage,
+        "n_sims_used": fitted.n_sims, "epochs": fitted.epochs, "rounds": 1,
+        "train_seconds": fitted.train_seconds, "posterior_seconds": seconds,
+        "seconds": fitted.train_seconds + seconds,
+        "peak_mb": max(fitted.train_peak_mb, mem.peak_mb), "version": fitted.version,
+    }
+
+
+def truncated_schedule(budget, rounds):
+    """Simulations per round: 30 % first, the rest evenly over the later rounds."""
+    if rounds <= 1:
+        return [int(budget)]
+    first = int(round(_FIRST_ROUND_SHARE * budget))
+    rest = budget - first
+    later = [rest // (rounds - 1)] * (rounds - 1)
+    later[-1] += rest - sum(later)
+    return [first, *later]
+
+
+def truncated_result(task, observation, budget, reference, seed, settings):
+    """One ``tmnre_truncated`` cell: the rounds for one observation, measured."""
+    x_o = task.observation(observation)
+    schedule = truncated_schedule(budget, settings.truncated_rounds)
+    run = TMNRE(task.simulator, task.prior, estimator=settings.estimator(),
+                n_sims=schedule, max_rounds=len(schedule), convergence_ratio=0.8,
+                random_state=int(np.random.SeedSequence([seed, budget, observation])
+                                 .generate_state(1)[0]))
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        run.fit(x_o)
+        names = list(task.prior.names)
+        samples = grid_samples(run.posterior_, names, len(reference), seed)
+        seconds = time.perf_counter() - start
+    c1, c2 = marginal_c2st_of(samples, reference, seed)
+    coverage = _no_coverage()
+    if settings.n_coverage:
+        # Calibration inside the box the last round trained on.
+        rng = np.random.default_rng([seed, budget, observation, 1])
+        test_theta = run.estimator_.prior_.sample(settings.n_coverage, random_state=rng)
+        coverage = coverage_summary(run.estimator_, task.simulate_batch(test_theta, rng),
+                                    test_theta)
+    epochs = sum(len(est.net_.history) for est in run.estimators_)
+    return {
+        "c2st_1d": c1, "c2st_2d": c2, **coverage,
+        "n_sims_used": int(run.rounds_["n_simulated"].sum()), "epochs": epochs,
+        "rounds": len(run.rounds_), "train_seconds": seconds, "posterior_seconds": 0.0,
+        "seconds": seconds, "peak_mb": mem.peak_mb, "version": __version__,
+    }
