@@ -207,7 +207,8 @@ def _figure(summary, figure):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2 * len(chosen)),
+               fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)

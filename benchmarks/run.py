@@ -76,7 +76,7 @@ PRESETS = {
                                 n_coverage=1_000, truncated_rounds=3)),
     "tiny": dict(tasks=["two_moons"], budgets=[300], observations=[1], seeds=[0],
                  settings=dict(max_epochs=2, sbi_max_epochs=2, n_c2st=500, n_coverage=200,
-                               truncated_rounds=2)),
+                               truncated_rounds=2, c2st_max_iter=100)),
 }
 
 
@@ -233,7 +233,8 @@ def _run_block(task, budget, seed, methods, observations, settings, path, done, 
                     f"({fitted.epochs} epochs)")
             for obs in todo:
                 if method in AMORTIZED:
-                    result = observation_result(fitted, task, obs, reference(obs), seed)
+                    result = observation_result(fitted, task, obs, reference(obs), seed,
+                                                settings)
                 else:
                     result = truncated_result(task, obs, budget, reference(obs), seed, settings)
                 row = _row(settings, task, obs, budget, method, seed, result, threads, load)

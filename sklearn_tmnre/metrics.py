@@ -33,10 +33,11 @@ import numbers
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, cross_val_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from .posterior import hpd_level
 
@@ -51,8 +52,9 @@ __all__ = [
 ]
 
 # Bytes of grid masses held per ``_grid_masses`` call: evaluations run in row
-# blocks so that 2-d grids (rows x G x G per marginal) never fill the memory.
-_MASS_BYTES_PER_CALL = 2**27
+# blocks so that 2-d grids (rows x G x G per marginal, plus a few temporaries
+# of that size in hpd_level) never fill the memory.
+_MASS_BYTES_PER_CALL = 2**26
 # Rows of the first block, before the cost of one row is known.
 _FIRST_BLOCK = 64
 # Default nominal levels of coverage_scorer: 0.05, 0.10, ..., 0.95.
@@ -114,7 +116,16 @@ def _block_levels(names, axes, masses, theta):
     return out
 
 
-def credibility(estimator, X, theta):
+def _check_dims(dims):
+    if dims is None:
+        return None
+    out = tuple(sorted({int(d) for d in np.atleast_1d(dims)}))
+    if not out or not set(out) <= {1, 2}:
+        raise ValueError(f"dims must be None, (1,), (2,) or (1, 2); got {dims!r}.")
+    return out
+
+
+def credibility(estimator, X, theta, dims=None):
     """Credibility level of the true parameters in every estimated grid marginal.
 
     For each test pair the mass of the highest-density region of the
@@ -126,13 +137,19 @@ def credibility(estimator, X, theta):
     Parameters
     ----------
     estimator : TMNREEstimator
-        A fitted estimator, or any object with ``names_``, ``marginals_`` and
-        ``_grid_masses(X) -> (axes, masses)``.
+        A fitted estimator, or any object with ``names_`` and
+        ``_grid_masses(X) -> (axes, masses)`` (``masses[marginal]`` of shape
+        (n, G) or (n, G, G), ``axes[marginal]`` a list of (cell centres, cell
+        width) per parameter).
     X : array-like of shape (n, *event_shape)
         Simulated data.
     theta : DataFrame or array-like of shape (n, D)
         The parameters each row was simulated from (columns ``names_``, or
         that order for an array).
+    dims : {None, (1,), (2,), (1, 2)}, default=None
+        Dimensions of the marginals to evaluate; None: every grid marginal.
+        ``(1,)`` skips the 2-d grids, which cost ``n_grid_2d`` times more per
+        observation (passed on as ``_grid_masses(X, dims=dims)``).
 
     Returns
     -------
@@ -145,27 +162,36 @@ def credibility(estimator, X, theta):
     --------
     >>> credibility(est, X_test, theta_test).mean()       # doctest: +SKIP
     """
+    if isinstance(estimator, BaseEstimator):
+        check_is_fitted(estimator)
     if not hasattr(estimator, "_grid_masses") or not hasattr(estimator, "names_"):
         raise TypeError(f"estimator must be a fitted TMNREEstimator (with names_ and "
                         f"_grid_masses); got {type(estimator).__name__}.")
     X = np.asarray(X)
     if X.ndim == 0 or len(X) == 0:
         raise ValueError(f"X must hold at least one row; got shape {X.shape}.")
+    dims = _check_dims(dims)
     names = list(estimator.names_)
     theta = _theta_array(estimator, theta, len(X))
     columns, blocks = None, []
     start, step = 0, _FIRST_BLOCK
     while start < len(X):
         stop = min(start + step, len(X))
-        axes, masses = estimator._grid_masses(X[start:stop])
+        if dims is None:
+            axes, masses = estimator._grid_masses(X[start:stop])
+        else:
+            axes, masses = estimator._grid_masses(X[start:stop], dims=dims)
+            # 2-d grids still come back when a parameter's 1-d marginal is derived from one.
+            masses = {m: v for m, v in masses.items() if len(m) in dims}
         levels = _block_levels(names, axes, masses, theta[start:stop])
         if columns is None:
             columns = _marginal_order(names, levels)
+            if not columns:
+                raise ValueError(f"the estimator has no grid marginal of dimension "
+                                 f"{dims or (1, 2)} to compute credibility on.")
         blocks.append(np.column_stack([levels[m] for m in columns]))
         bytes_per_row = sum(v.nbytes for v in masses.values()) / (stop - start)
         start, step = stop, max(1, int(_MASS_BYTES_PER_CALL // max(bytes_per_row, 1)))
-    if not columns:
-        raise ValueError("the estimator has no 1-d or 2-d marginal to compute credibility on.")
     return pd.DataFrame(np.concatenate(blocks), columns=[_label(m) for m in columns])
 
 
@@ -211,7 +237,7 @@ def jeffreys_interval(k, n, confidence=0.95):
     return lower, upper
 
 
-def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95):
+def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95, dims=None):
     """Empirical coverage of the estimated marginal posteriors at nominal levels.
 
     Parameters
@@ -230,6 +256,9 @@ def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95)
     confidence : float, default=0.95
         Probability inside the ``[lower, upper]`` band; raise it to account
         for many simultaneous comparisons.
+    dims : {None, (1,), (2,), (1, 2)}, default=None
+        Dimensions of the marginals to evaluate (None: all; ``(1,)`` is much
+        cheaper, see :func:`credibility`).
 
     Returns
     -------
@@ -247,7 +276,7 @@ def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95)
     levels = _check_levels(levels)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}.")
-    cred = credibility(estimator, X, theta)
+    cred = credibility(estimator, X, theta, dims=dims)
     return _coverage_table(cred, levels, confidence)
 
 
@@ -280,13 +309,16 @@ class CoverageScorer:
         (penalizes both over- and under-confidence); ``"overconfidence"``:
         ``-mean max(0, level - coverage)`` (only coverage below nominal is
         penalized, so conservative estimators score 0).
+    dims : {None, (1,), (2,), (1, 2)}
+        Dimensions of the marginals scored (None: all grid marginals).
     """
 
-    def __init__(self, levels, kind="absolute"):
+    def __init__(self, levels, kind="absolute", dims=None):
         self.levels = tuple(float(v) for v in _check_levels(levels))
         if kind not in ("absolute", "overconfidence"):
             raise ValueError(f"kind must be 'absolute' or 'overconfidence'; got {kind!r}.")
         self.kind = kind
+        self.dims = _check_dims(dims)
 
     def __call__(self, estimator, X, y):
         """Score a fitted estimator on test pairs ``(X, y)``.
@@ -302,16 +334,17 @@ class CoverageScorer:
         float
         """
         levels = np.asarray(self.levels)
-        table = _coverage_table(credibility(estimator, X, y), levels)
+        table = _coverage_table(credibility(estimator, X, y, dims=self.dims), levels)
         gap = table["coverage"].to_numpy() - table["level"].to_numpy()
         penalty = np.abs(gap) if self.kind == "absolute" else np.maximum(0.0, -gap)
         return -float(np.mean(penalty))
 
     def __repr__(self):
-        return f"coverage_scorer(levels={list(self.levels)}, kind={self.kind!r})"
+        dims = "" if self.dims is None else f", dims={self.dims}"
+        return f"coverage_scorer(levels={list(self.levels)}, kind={self.kind!r}{dims})"
 
 
-def coverage_scorer(levels=_SCORER_LEVELS, kind="absolute"):
+def coverage_scorer(levels=_SCORER_LEVELS, kind="absolute", dims=None):
     """A scikit-learn scorer of posterior calibration (higher is better, 0 is best).
 
     Parameters
@@ -323,6 +356,9 @@ def coverage_scorer(levels=_SCORER_LEVELS, kind="absolute"):
         nominal coverage over marginals and levels. ``"overconfidence"``:
         minus the mean shortfall ``max(0, level - coverage)``, so conservative
         posteriors are not penalized.
+    dims : {None, (1,), (2,), (1, 2)}, default=None
+        Dimensions of the marginals scored (None: all grid marginals; ``(1,)``
+        skips the costly 2-d grids).
 
     Returns
     -------
@@ -338,7 +374,7 @@ def coverage_scorer(levels=_SCORER_LEVELS, kind="absolute"):
     coverage_scorer(levels=[0.5, 0.9], kind='absolute')
     >>> cross_val_score(est, X, theta, cv=5, scoring=scorer)     # doctest: +SKIP
     """
-    return CoverageScorer(levels, kind)
+    return CoverageScorer(levels, kind, dims)
 
 
 def _as_samples(data, argname):

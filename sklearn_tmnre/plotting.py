@@ -118,10 +118,9 @@ def _labels(labels, names):
 
 def _density(post, marginal):
     """(axes, density) of a marginal of ``post``, or None if it was not estimated."""
-    try:
-        return post.density(marginal)
-    except KeyError:
+    if marginal not in post.mass and marginal[::-1] not in post.mass:
         return None
+    return post.density(marginal)
 
 
 def _ranges(posts, names, reference, truths):

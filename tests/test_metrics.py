@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 
 from sklearn_tmnre import MarginalPosterior, Prior, TMNREEstimator
@@ -57,10 +58,10 @@ class GaussianStandIn:
             out[name] = ((centres, width), p / p.sum(axis=1, keepdims=True))
         return out
 
-    def _grid_masses(self, X):
+    def _grid_masses(self, X, dims=(1, 2)):
         one, two = self._cell_masses(X, self.n_grid_1d), self._cell_masses(X, self.n_grid_2d)
         axes, masses = {}, {}
-        for m in self.marginals_:
+        for m in (m for m in self.marginals_ if len(m) in dims):
             cells = one if len(m) == 1 else two
             axes[m] = [cells[n][0] for n in m]
             if len(m) == 1:
@@ -115,6 +116,25 @@ def test_credibility_accepts_arrays_and_reordered_frames(gaussian_prior):
     pd.testing.assert_frame_equal(credibility(model, X, theta.to_numpy()), ref)
 
 
+def test_credibility_dims_selects_marginals(gaussian_prior):
+    model = GaussianStandIn(gaussian_prior, n_grid_1d=64, n_grid_2d=32)
+    X, theta = gaussian_pairs(gaussian_prior, 20, seed=4)
+    full = credibility(model, X, theta)
+    pd.testing.assert_frame_equal(credibility(model, X, theta, dims=(1,)), full[["a", "b"]])
+    pd.testing.assert_frame_equal(credibility(model, X, theta, dims=2), full[["a|b"]])
+    table = expected_coverage(model, X, theta, levels=[0.5], dims=(1,))
+    assert list(table["marginal"]) == ["a", "b"]
+    # The default scorer levels are 0.05, 0.10, ..., 0.95.
+    one_d = expected_coverage(model, X, theta, levels=np.arange(1, 20) / 20, dims=(1,))
+    gap = (one_d["coverage"] - one_d["level"]).abs().mean()
+    assert coverage_scorer(dims=(1,))(model, X, theta) == pytest.approx(-gap)
+    with pytest.raises(ValueError, match="dims must be"):
+        credibility(model, X, theta, dims=(3,))
+    model.marginals_ = [("a",), ("b",)]
+    with pytest.raises(ValueError, match=r"no grid marginal of dimension \(2,\)"):
+        credibility(model, X, theta, dims=(2,))
+
+
 def test_credibility_outside_grid_is_one(gaussian_prior):
     # Odd grids: x = 0 puts the posterior mode at the centre of the middle cell.
     model = GaussianStandIn(gaussian_prior, n_grid_1d=65, n_grid_2d=33)
@@ -143,6 +163,8 @@ def test_credibility_errors(gaussian_prior):
         credibility(model, X, np.full((10, 2), np.nan))
     with pytest.raises(TypeError, match="fitted TMNREEstimator"):
         credibility(object(), X, theta)
+    with pytest.raises(NotFittedError):
+        credibility(TMNREEstimator(prior=gaussian_prior), X, theta)
 
 
 def test_credibility_blocks_do_not_change_results(gaussian_prior, monkeypatch):
@@ -257,6 +279,8 @@ def test_trained_estimator_coverage_and_cross_validation(small_problem, fitted):
         for m in [("a",), ("b",), ("a", "b")]:
             value = theta.iloc[300 + i][list(m)].to_numpy()
             np.testing.assert_allclose(cred.iloc[i]["|".join(m)], post.credibility(m, value))
+    pd.testing.assert_frame_equal(credibility(fitted, X[300:305], theta[300:305], dims=(1,)),
+                                  cred[["a", "b"]])
     scores = cross_val_score(est, X, theta, cv=3, scoring=coverage_scorer())
     assert scores.shape == (3,) and np.all((scores <= 0) & (scores >= -1))
     result = cross_validate(est, X, theta, cv=2, scoring={

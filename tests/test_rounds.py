@@ -302,7 +302,7 @@ prior = Prior({"a": stats.uniform(-5, 10), "b": stats.uniform(-5, 10)})
 estimator = TMNREEstimator(hidden_features=16, embedding_dim=8, max_epochs=50, patience=10,
                            batch_size=32, lr=1e-2)
 run = TMNRE(slow_shift, prior, estimator=estimator, truncator=Truncator(epsilon=1e-4),
-            n_sims=100, max_rounds=2, convergence_ratio=1.0, store=sys.argv[1],
+            n_sims=[100, 150], convergence_ratio=1.0, store=sys.argv[1],
             simulate_batch_size=10, random_state=7).fit(np.array([1.0, -2.0]))
 run.rounds_.to_pickle(sys.argv[2] + "-rounds.pkl")
 np.save(sys.argv[2] + "-predict.npy",
@@ -347,6 +347,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     _assert_same_store(killed_store, reference_store)
     rounds_killed = pd.read_pickle(tmp_path / "killed-rounds.pkl")
     rounds_reference = pd.read_pickle(tmp_path / "reference-rounds.pkl")
+    # Round 1 asks for 150 draws and at most 100 are reused: at least 50 are simulated.
     # The kill hit the middle of round 1; the rerun found those draws and added the rest.
     assert 0 < at_kill < rounds_reference["n_simulated"].iloc[1]
     assert list(rounds_killed["n_resumed"]) == [rounds_reference["n_simulated"].iloc[0], at_kill]

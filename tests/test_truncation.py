@@ -95,7 +95,7 @@ def test_collapsed_box_warns_and_keeps_one_grid_step(wide):
     _, est = wide
     # Three grid points (mu = -20/3, 0, 20/3): only the middle one is within 1e6 of the peak.
     with pytest.warns(UserWarning, match="one grid cell"):
-        trunc = Truncator(n_samples=3).fit(np.array([0.0]), estimator=est)
+        trunc = Truncator(epsilon=1e-2, n_samples=3).fit(np.array([0.0]), estimator=est)
     # One step (a third of the prior mass) beyond the kept centre on each side.
     np.testing.assert_allclose(trunc.bounds_.loc["mu"].to_numpy(), [-20 / 3, 20 / 3])
 

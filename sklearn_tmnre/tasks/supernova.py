@@ -61,7 +61,7 @@ FIDUCIAL = {"Om": 0.3, "w": -1.0, "M": -19.3}
 PRIOR_BOX = {"Om": (0.1, 0.6), "w": (-2.0, -0.5), "M": (-19.6, -19.0)}
 N_OBSERVATIONS = 10
 _OBSERVATION_SEED = 20_240_517
-# Rows per vectorized chunk: bounds the (rows, N_GRID) work arrays to a few MB.
+# Rows per vectorized chunk: bounds the (rows, N_GRID) and (rows, n_sn) work arrays.
 _CHUNK = 1024
 
 
@@ -181,7 +181,7 @@ class Supernovae(Task):
             delta = stats.norm(0.0, self.sigma_delta)
             dists.update({f"delta_{i}": delta for i in range(self.n_sn)})
         prior = Prior(dists)
-        event_shape = (self.n_sn, 2) if self.latent else (self.n_sn,)
+        self._event_shape = (self.n_sn, 2) if self.latent else (self.n_sn,)
 
         # Observation 1 is the fiducial cosmology; 2..10 are prior draws. Drawn with
         # numpy directly: sampling a Prior of 10^5 parameters one by one is slow.
@@ -195,11 +195,21 @@ class Supernovae(Task):
                                rng.normal(0.0, self.sigma_delta, (N_OBSERVATIONS, self.n_sn))])
         observations = self._simulate_batch(theta, rng)
         name = "supernovae_latent" if self.latent else "supernovae"
-        super().__init__(name, prior, event_shape, theta, observations)
+        super().__init__(name, prior, self._event_shape, theta, observations)
 
     # ---------------------------------------------------------------- model
     def distance_modulus(self, Om, w):
-        """Distance moduli of the task's supernovae, shape (n_rows, n_sn), for rows of (Om, w)."""
+        """Distance moduli of the task's supernovae for rows of (Om, w).
+
+        Parameters
+        ----------
+        Om, w : float or array-like of shape (n_rows,)
+            Matter density and dark-energy equation of state.
+
+        Returns
+        -------
+        mu : ndarray of shape (n_rows, n_sn)
+        """
         Om, w = np.broadcast_arrays(np.atleast_1d(np.asarray(Om, float)),
                                     np.atleast_1d(np.asarray(w, float)))
         out = np.empty((len(Om), self.n_sn))
@@ -219,7 +229,9 @@ class Supernovae(Task):
         -------
         X : ndarray of shape (n, *event_shape), float64
         """
-        theta = self._check_theta(theta)
+        return self._noiseless(self._check_theta(theta))
+
+    def _noiseless(self, theta):
         mag = self._mean_magnitude(theta)
         return np.stack([mag, theta[:, 3:]], axis=-1) if self.latent else mag
 
@@ -230,13 +242,15 @@ class Supernovae(Task):
         return mag
 
     def _simulate_batch(self, theta, rng):
-        mag = self._mean_magnitude(theta)
-        noise = rng.standard_normal((len(theta), self.n_sn, 2 if self.latent else 1))
-        mag = mag + self.sigma_int * noise[..., 0]
-        if not self.latent:
-            return mag.astype(np.float32)
-        proxy = theta[:, 3:] + self.sigma_proxy * noise[..., 1]
-        return np.stack([mag, proxy], axis=-1).astype(np.float32)
+        out = np.empty((len(theta), *self._event_shape), dtype=np.float32)
+        scale = np.array([self.sigma_int, self.sigma_proxy])
+        chunk = max(1, min(_CHUNK, 2**20 // self.n_sn))
+        for s in range(0, len(theta), chunk):
+            # Chunks draw in row order, so a row's noise does not depend on the chunking.
+            mean = self._noiseless(theta[s:s + chunk])
+            noise = rng.standard_normal(mean.shape)
+            out[s:s + chunk] = mean + (noise * scale if self.latent else noise * scale[0])
+        return out
 
     def _simulate_one(self, theta, rng):
         return self._simulate_batch(theta[None, :], rng)[0]

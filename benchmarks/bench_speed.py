@@ -1,0 +1,386 @@
+"""Speed and scale of sklearn_tmnre, each ratio measured within one run.
+
+(a) Training throughput (pairs/s) of ``TMNREEstimator.fit`` against a
+    hand-written plain-torch loop training the same ``RatioNetwork`` with the
+    same loss, batch size, epochs and data (target: ratio >= 0.8).
+(b) Training time per epoch against sbi's ``NRE_A`` on the same data, once with
+    a network of similar parameter count and once with our defaults.
+(c) Posterior evaluation: every 1-d marginal (``_grid_masses(X, dims=(1,))``)
+    and every 1-d and 2-d marginal (``posterior(X)``) for 1,000 observations,
+    against sbi drawing 10,000 posterior samples for one observation.
+(d) ``simulate`` with ``n_jobs=2`` against a serial Python loop, for a
+    simulator of about 1 ms per call (sleeping, and CPU-bound), and the
+    overhead per call on a trivial simulator (target: speed-up >= 1.7).
+(e) Time per epoch and peak memory at 10, 100, 1,000 (10,000 where memory
+    allows) 1-d marginals, and at 10^3, 10^4, 10^5 simulations.
+(f) Time per epoch with 1 and 2 torch threads (shows the cost of thread
+    oversubscription on a shared machine).
+
+Each timing is the best of ``--repeats`` runs (the least disturbed by other
+jobs). Writes ``benchmarks/results/speed.csv`` and re-renders
+``docs/benchmarks.md`` with a Speed section.
+
+    python benchmarks/bench_speed.py --quick     # about ten minutes on 2 idle cores
+    python benchmarks/bench_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _methods import PeakMemory, sbi_available, torch_prior  # noqa: E402
+from _report import render  # noqa: E402
+
+from sklearn_tmnre import Prior, TMNREEstimator, simulate, tasks  # noqa: E402
+from sklearn_tmnre.networks import RatioNetwork, make_embedding  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+class Recorder:
+    """Collects (section, case, value, unit, note) rows and prints them as they come."""
+
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, section, case, value, unit, note=""):
+        self.rows.append({"section": section, "case": case, "value": float(value),
+                          "unit": unit, "note": note})
+        print(f"[{section}] {case}: {value:.4g} {unit} {note}", flush=True)
+
+    def frame(self):
+        return pd.DataFrame(self.rows, columns=["section", "case", "value", "unit", "note"])
+
+
+def best_time(fn, repeats):
+    """Smallest wall time of ``repeats`` calls of ``fn`` and the last return value."""
+    best, out = math.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def n_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+# --------------------------------------------------------------- (a) training
+def plain_torch_fit(est_like, X, theta, epochs, batch_size, seed):
+    """Train a fresh copy of ``est_like``'s RatioNetwork with a bare torch loop.
+
+    The same architecture, standardization, loss (BCE of joint pairs against
+    one marginal pair per row), AdamW and batch sizes as the estimator; the
+    marginal pairs pair each row with its neighbour in the shuffled batch (a
+    derangement).
+    """
+    torch.manual_seed(seed)
+    x32, t32 = X.astype(np.float32), theta.to_numpy().astype(np.float32)
+    embedding, width = make_embedding(est_like.embedding, X.shape[1:], est_like.embedding_dim)
+    names = list(theta.columns)
+    indices = [tuple(names.index(n) for n in m) for m in est_like.marginals_]
+    net = RatioNetwork(embedding, width, indices, x32.mean(0), x32.std(0), t32.mean(0),
+                       t32.std(0), hidden_features=est_like.hidden_features,
+                       num_blocks=est_like.num_blocks)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=est_like.lr)
+    xs, ts = torch.from_numpy(x32), torch.from_numpy(t32)
+    n_batches = max(1, math.ceil(len(xs) / batch_size))
+    for _ in range(epochs):
+        for idx in torch.tensor_split(torch.randperm(len(xs)), n_batches):
+            s = net.embed(xs[idx])
+            th = ts[idx]
+            logits = net.logits_from_embedding(s, torch.stack([th, th.roll(1, 0)], dim=1))
+            loss = (F.softplus(-logits[:, 0]).mean(0) + F.softplus(logits[:, 1]).mean(0)).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return net
+
+
+def training_throughput(record, task, theta, X, epochs, repeats):
+    section = "(a) training throughput: fit vs plain torch"
+    kw = dict(prior=task.prior, marginals="1d+2d", max_epochs=epochs, patience=epochs + 1,
+              validation_fraction=0.0, batch_size=256, random_state=0)
+    t_ours, est = best_time(lambda: TMNREEstimator(**kw).fit(X, theta), repeats)
+    t_plain, net = best_time(lambda: plain_torch_fit(est, X, theta, epochs, 256, 0), repeats)
+    if n_parameters(net) != n_parameters(est.net_.module_):
+        raise RuntimeError("the plain-torch network differs from the estimator's")
+    pairs = len(X) * epochs
+    note = f"{len(X)} pairs x {epochs} epochs, batch 256, {n_parameters(net)} parameters"
+    record(section, "TMNREEstimator.fit", pairs / t_ours, "pairs/s", note)
+    record(section, "plain torch loop", pairs / t_plain, "pairs/s", note)
+    record(section, "ratio fit / plain", t_plain / t_ours, "x", "target >= 0.8")
+    return est
+
+
+# ------------------------------------------------------------ (b) vs sbi epoch
+def sbi_trainer(task, theta, X, epochs, seed=0):
+    from sbi.inference import NRE_A
+
+    torch.manual_seed(seed)
+    trainer = NRE_A(prior=torch_prior(task.prior), show_progress_bars=False)
+    trainer.append_simulations(torch.as_tensor(theta.to_numpy(), dtype=torch.float32),
+                               torch.as_tensor(X, dtype=torch.float32))
+    start = time.perf_counter()
+    estimator = trainer.train(max_num_epochs=epochs, stop_after_epochs=epochs + 1,
+                              training_batch_size=200)
+    seconds = time.perf_counter() - start
+    done = int(trainer._summary["epochs_trained"][-1])
+    return trainer, estimator, seconds / done
+
+
+def per_epoch_vs_sbi(record, task, theta, X, epochs, repeats):
+    section = "(b) training time per epoch: ours vs sbi NRE_A"
+    small = dict(embedding_dim=16, hidden_features=32, num_blocks=1, embedding__hidden=50)
+    per_epoch = {}
+    for label, arch in (("ours, similar size", small), ("ours, defaults", {})):
+        kw = dict(prior=task.prior, marginals="1d+2d", max_epochs=epochs, patience=epochs + 1,
+                  batch_size=200, random_state=0, **arch)
+        seconds, est = best_time(lambda kw=kw: TMNREEstimator(**kw).fit(X, theta), repeats)
+        per_epoch[label] = seconds / len(est.net_.history)
+        record(section, label, per_epoch[label], "s/epoch",
+               f"{n_parameters(est.net_.module_)} parameters; 1d+2d marginals; batch 200; "
+               "10 % validation")
+    if not sbi_available():
+        record(section, "sbi NRE_A", float("nan"), "s/epoch", "sbi not installed")
+        return None
+    best, trainer, net = math.inf, None, None
+    for _ in range(repeats):
+        trainer, net, seconds = sbi_trainer(task, theta, X, epochs)
+        best = min(best, seconds)
+    record(section, "sbi NRE_A", best, "s/epoch",
+           f"{n_parameters(net)} parameters (resnet, 50 hidden); batch 200; 10 % validation")
+    record(section, "ratio sbi / ours (similar size)", best / per_epoch["ours, similar size"],
+           "x", "> 1: ours faster per epoch")
+    return trainer
+
+
+# ------------------------------------------------------------- (c) posterior
+def posterior_evaluation(record, task, est, trainer, n_obs, n_samples, repeats):
+    section = "(c) posterior evaluation"
+    _, X_obs = task.sample(n_obs, random_state=1)
+    t1, _ = best_time(lambda: est._grid_masses(X_obs, dims=(1,)), repeats)
+    record(section, f"ours: all 1-d marginals, {n_obs} observations", t1, "s",
+           f"{est.n_grid_1d}-cell grids")
+    t2, _ = best_time(lambda: est.posterior(X_obs), 1)
+    record(section, f"ours: all 1-d and 2-d marginals, {n_obs} observations", t2, "s",
+           f"{est.n_grid_2d}x{est.n_grid_2d} 2-d grids")
+    if trainer is None:
+        record(section, f"sbi NRE_A: {n_samples} samples, 1 observation", float("nan"), "s",
+               "sbi not installed")
+        return
+    posterior = trainer.build_posterior()
+    x_o = torch.as_tensor(task.observation(1)[None], dtype=torch.float32)
+    torch.manual_seed(0)
+    ts, _ = best_time(lambda: posterior.sample((n_samples,), x=x_o, show_progress_bars=False), 1)
+    record(section, f"sbi NRE_A: {n_samples} samples, 1 observation", ts, "s",
+           "default MCMC (slice sampling, 20 chains)")
+    record(section, f"ratio sbi (1 obs) / ours 1-d+2-d ({n_obs} obs)", ts / t2, "x", "")
+
+
+# ------------------------------------------------------------- (d) simulate
+def sleeping_simulator(theta, rng):
+    """About 1 ms of waiting (an external program, I/O), then a draw."""
+    time.sleep(0.001)
+    return theta + rng.standard_normal(len(theta))
+
+
+def cpu_simulator(theta, rng, repeats):
+    """``repeats`` small matrix products: CPU-bound work."""
+    a = rng.standard_normal((32, 32))
+    for _ in range(repeats):
+        a = np.tanh(a @ a / 32.0)
+    return theta + a[0, : len(theta)]
+
+
+def trivial_simulator(theta, rng):
+    return theta
+
+
+def serial_loop(simulator, theta, seed=0):
+    """The plain Python loop a user would write, with the same per-row seeding."""
+    rows = theta.to_numpy()
+    return np.stack([simulator(row, np.random.default_rng(np.random.SeedSequence(
+        seed, spawn_key=(i,)))) for i, row in enumerate(rows)])
+
+
+def calibrate_cpu(target_s=1e-3):
+    rng = np.random.default_rng(0)
+    theta = np.zeros(2)
+    repeats = 8
+    while True:
+        start = time.perf_counter()
+        for _ in range(20):
+            cpu_simulator(theta, rng, repeats)
+        per_call = (time.perf_counter() - start) / 20
+        if per_call >= target_s or repeats > 10**5:
+            return repeats, per_call
+        repeats = int(repeats * max(1.2, target_s / max(per_call, 1e-7)))
+
+
+def simulation_speed(record, n_calls, repeats):
+    section = "(d) simulate: n_jobs=2 vs serial loop"
+    prior = Prior({"a": stats.uniform(0, 1), "b": stats.uniform(0, 1)})
+    theta = prior.sample(n_calls, random_state=0)
+    simulate(trivial_simulator, theta.iloc[:8], n_jobs=2, random_state=0)  # start the pool
+    reps, per_call = calibrate_cpu()
+    cpu = functools.partial(cpu_simulator, repeats=reps)
+    for label, sim in (("sleeping 1 ms", sleeping_simulator),
+                       (f"CPU-bound {per_call * 1e3:.2f} ms", cpu)):
+        t_loop, _ = best_time(lambda sim=sim: serial_loop(sim, theta), repeats)
+        t_par, _ = best_time(lambda sim=sim: simulate(sim, theta, n_jobs=2, random_state=0),
+                             repeats)
+        record(section, f"{label}: serial loop", t_loop / n_calls * 1e3, "ms/call")
+        record(section, f"{label}: simulate n_jobs=2", t_par / n_calls * 1e3, "ms/call")
+        record(section, f"{label}: speed-up", t_loop / t_par, "x",
+               f"target >= 1.7; {n_calls} calls")
+    t_loop, _ = best_time(lambda: serial_loop(trivial_simulator, theta), repeats)
+    for jobs in (1, 2):
+        t_sim, _ = best_time(lambda jobs=jobs: simulate(trivial_simulator, theta, n_jobs=jobs,
+                                                        random_state=0), repeats)
+        record(section, f"trivial simulator: overhead per call, n_jobs={jobs}",
+               (t_sim - t_loop) / n_calls * 1e6, "us/call",
+               f"simulate minus the serial loop ({t_loop / n_calls * 1e6:.1f} us/call)")
+
+
+# ------------------------------------------------------------------ (e) scale
+def _mem_available_mb():
+    try:
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.inf
+
+
+def _linear_problem(n_params, n, seed=0):
+    """``x = W theta + 0.1 noise``, 32 data, ``n_params`` uniform parameters."""
+    rng = np.random.default_rng(seed)
+    prior = Prior({f"t{i}": stats.uniform(0, 1) for i in range(n_params)})
+    theta = prior.sample(n, random_state=rng)
+    W = rng.standard_normal((n_params, 32)) / np.sqrt(n_params)
+    return prior, theta, theta.to_numpy() @ W + 0.1 * rng.standard_normal((n, 32))
+
+
+def scale(record, marginal_counts, sim_counts, n_train):
+    section_m = "(e) scale: 1-d marginals"
+    arch = dict(hidden_features=32, num_blocks=1, batch_size=256, validation_fraction=0.0,
+                random_state=0)
+    note = "heads of 32 hidden units, 1 block; batch 256; 32 data"
+    for count in marginal_counts:
+        # Head weights, AdamW state and saved activations (4 bytes each), with headroom.
+        need_mb = 4 * count * (4 * 3 * 32 * 35 + 256 * 2 * 32 * 8) / 2**20
+        available = _mem_available_mb()
+        if need_mb * 2 > available:
+            record(section_m, f"{count} marginals", float("nan"), "s/epoch",
+                   f"skipped: needs about {need_mb:.0f} MiB, {available:.0f} MiB available")
+            continue
+        prior, theta, X = _linear_problem(count, n_train)
+        epochs = 2
+        est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **arch)
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            est.fit(X, theta)
+            seconds = time.perf_counter() - start
+        record(section_m, f"{count} marginals", seconds / epochs, "s/epoch",
+               f"{n_train} pairs; {note}")
+        record(section_m, f"{count} marginals: peak memory", mem.peak_mb, "MiB",
+               f"{n_parameters(est.net_.module_)} parameters")
+    section_n = "(e) scale: simulations"
+    for n in sim_counts:
+        prior, theta, X = _linear_problem(10, n)
+        epochs = 2 if n <= 10_000 else 1
+        est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **arch)
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            est.fit(X, theta)
+            seconds = time.perf_counter() - start
+        record(section_n, f"{n:,} simulations", seconds / epochs, "s/epoch",
+               f"10 marginals; {note}")
+        record(section_n, f"{n:,} simulations: peak memory", mem.peak_mb, "MiB", "")
+
+
+# ---------------------------------------------------------------- (f) threads
+def threads(record, task, theta, X, epochs):
+    section = "(f) torch threads"
+    for n_threads in (1, 2):
+        torch.set_num_threads(n_threads)
+        with threadpool_limits(n_threads):
+            est = TMNREEstimator(prior=task.prior, marginals="1d+2d", max_epochs=epochs,
+                                 patience=epochs + 1, validation_fraction=0.0, random_state=0)
+            start = time.perf_counter()
+            est.fit(X, theta)
+            record(section, f"{n_threads} thread(s)", (time.perf_counter() - start) / epochs,
+                   "s/epoch", f"1-minute load average {os.getloadavg()[0]:.1f} on "
+                   f"{os.cpu_count()} cores")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    p.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
+    p.add_argument("--repeats", type=int, help="timings per measurement (best kept)")
+    p.add_argument("--max-marginals", type=int, default=10_000,
+                   help="largest marginal count of the scale test")
+    p.add_argument("--sections", nargs="+", default=list("abcdef"), choices=list("abcdef"))
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    p.add_argument("--docs", type=pathlib.Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--no-render", action="store_true")
+    args = p.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 3)
+    n = 3_000 if args.quick else 10_000
+    epochs = 3 if args.quick else 5
+    task = tasks.get_task("two_moons")
+    theta, X = task.sample(n, random_state=0)
+    record = Recorder()
+    est = trainer = None
+    if "f" in args.sections:
+        threads(record, task, theta.iloc[:2000], X[:2000], 3)
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        if "a" in args.sections:
+            est = training_throughput(record, task, theta, X, epochs, repeats)
+        if "b" in args.sections or "c" in args.sections:
+            trainer = per_epoch_vs_sbi(record, task, theta, X, epochs, repeats)
+        if "c" in args.sections:
+            if est is None:
+                est = TMNREEstimator(prior=task.prior, marginals="1d+2d", max_epochs=epochs,
+                                     random_state=0).fit(X, theta)
+            posterior_evaluation(record, task, est, trainer, 1_000, 10_000, repeats)
+        if "d" in args.sections:
+            simulation_speed(record, 500 if args.quick else 2_000, repeats)
+        if "e" in args.sections:
+            counts = [c for c in (10, 100, 1_000, 10_000) if c <= args.max_marginals]
+            sims = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+            scale(record, counts, sims, 1_024 if args.quick else 2_048)
+    args.out.mkdir(parents=True, exist_ok=True)
+    frame = record.frame()
+    frame["threads"] = args.threads
+    frame.to_csv(args.out / "speed.csv", index=False)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(frame.to_string(index=False))
+    if not args.no_render:
+        render(args.out, args.docs, args.docs.parent / "_static" / "benchmarks_c2st.png")
+        print(f"report: {args.docs}")
+
+
+if __name__ == "__main__":
+    main()

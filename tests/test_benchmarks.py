@@ -1,0 +1,107 @@
+"""Smoke and unit tests of the benchmark harness (``benchmarks/run.py``).
+
+The tiny setting runs our two methods end to end on two moons (300
+simulations, 2 epochs), so the harness cannot rot; sbi's methods are tested
+only where sbi is installed.
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+run = _load("run")
+methods = sys.modules["_methods"]  # the module run.py imported
+
+
+def test_tiny_run_writes_resumable_results_and_report(tmp_path):
+    argv = ["--quick", "--tiny", "--methods", "tmnre_amortized", "tmnre_truncated",
+            "--threads", "1", "--out", str(tmp_path)]
+    assert run.main(argv) == 0
+    table = pd.read_csv(tmp_path / "accuracy.csv")
+    assert list(table.columns) == run.COLUMNS
+    assert sorted(table["method"]) == ["tmnre_amortized", "tmnre_truncated"]
+    assert (table["setting"] == "tiny").all() and (table["n_sims"] == 300).all()
+    # C2ST is an accuracy of a balanced two-class problem: chance 0.5 up to 1.
+    assert table["c2st_1d"].between(0.4, 1.0).all()
+    assert table["c2st_2d"].between(0.4, 1.0).all()
+    amortized = table.set_index("method").loc["tmnre_amortized"]
+    assert amortized["n_sims_used"] == 300 and amortized["n_coverage"] == 200
+    assert 0 <= amortized["coverage_mae"] <= 1
+    truncated = table.set_index("method").loc["tmnre_truncated"]
+    # 30 % of the budget goes to the first round; later rounds may not happen.
+    assert 90 <= truncated["n_sims_used"] <= 300
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "| 300 | tmnre_amortized |" in report and "swyft TMNRE (published)" not in report
+    assert (tmp_path / "_static" / "benchmarks_c2st.png").stat().st_size > 1000
+
+    # A rerun finds every cell done and appends nothing.
+    assert run.main(argv) == 0
+    assert len(pd.read_csv(tmp_path / "accuracy.csv")) == 2
+
+
+def test_tiny_defaults_never_touch_committed_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(run.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "tmp"))
+    settings, grid, out, docs, figure = run.configure(run.parse_args(["--quick", "--tiny"]))
+    assert out == tmp_path / "tmp" and docs == out / "benchmarks.md"
+    assert settings.name == "tiny" and settings.max_epochs == 2 and settings.n_c2st == 500
+    assert grid["budgets"] == [300] and grid["tasks"] == ["two_moons"]
+    settings, grid, out, docs, _ = run.configure(run.parse_args(["--quick"]))
+    assert out == run.RESULTS and docs == run.DOCS / "benchmarks.md"
+
+
+@pytest.mark.parametrize("budget, rounds, expected", [
+    (1000, 1, [1000]), (1000, 2, [300, 700]), (1000, 4, [300, 233, 233, 234]),
+    (10_000, 3, [3000, 3500, 3500]),
+])
+def test_truncated_schedule_spends_the_budget(budget, rounds, expected):
+    assert methods.truncated_schedule(budget, rounds) == expected
+
+
+def test_peak_memory_sees_an_allocation():
+    with methods.PeakMemory() as mem:
+        # 64 MiB: above glibc's largest mmap threshold, so fresh pages, not reused heap.
+        block = np.ones(64 * 2**20 // 8)
+    assert block.nbytes == 64 * 2**20 and mem.peak_mb >= 56
+
+
+def test_appended_rows_are_found_as_done(tmp_path):
+    path = tmp_path / "accuracy.csv"
+    settings = methods.Settings(name="tiny", max_epochs=1, sbi_max_epochs=1, n_c2st=10,
+                                n_coverage=0, truncated_rounds=1)
+    key = run._key(settings, "two_moons", 1, 300, "tmnre_amortized", 0)
+    run.append_row(path, dict(zip(run.KEY, key)))
+    assert run.load_done(path) == {key}
+    run.append_row(path, dict(zip(run.KEY, run._key(settings, "slcp", 2, 300, "sbi_bnre", 1))))
+    assert len(run.load_done(path)) == 2
+
+
+def test_torch_prior_matches_the_prior():
+    pytest.importorskip("sbi")
+    torch = pytest.importorskip("torch")
+    from sklearn_tmnre import tasks
+
+    for name in ("two_moons", "gaussian_linear"):
+        prior = tasks.get_task(name).prior
+        theta = prior.sample(50, random_state=0)
+        ours = prior.log_prob(theta)
+        theirs = methods.torch_prior(prior).log_prob(
+            torch.as_tensor(theta.to_numpy(), dtype=torch.float32)).numpy()
+        np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-4)
