@@ -96,13 +96,22 @@ def _mean_sd(values, digits=3):
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def _config_order(summary):
+    """Configurations (setting, n_c2st, params), the most thorough first."""
+    configs = summary[["setting", "n_c2st", "params"]].drop_duplicates()
+    rank = {name: i for i, name in enumerate(SETTING_ORDER)}
+    return sorted(configs.itertuples(index=False, name=None),
+                  key=lambda c: (rank.get(c[0], len(rank)), -c[1], c[2] != "{}", c[2]))
+
+
 def _summary(acc):
-    """One row per (setting, task, budget, method): means over observations and seeds."""
-    groups = acc.groupby(["setting", "task", "n_sims", "method"], sort=False)
+    """One row per configuration, task, budget and method: means over observations and seeds."""
+    groups = acc.groupby(["setting", "n_c2st", "params", "task", "n_sims", "method"], sort=False)
     rows = []
-    for (setting, task, budget, method), g in groups:
+    for (setting, n_c2st, params, task, budget, method), g in groups:
         rows.append({
-            "setting": setting, "task": task, "n_sims": int(budget), "method": method,
+            "setting": setting, "n_c2st": int(n_c2st), "params": params, "task": task,
+            "n_sims": int(budget), "method": method,
             "c2st_1d": g["c2st_1d"].mean(), "c2st_2d": g["c2st_2d"].mean(),
             "c2st_1d_txt": _mean_sd(g["c2st_1d"]), "c2st_2d_txt": _mean_sd(g["c2st_2d"]),
             "coverage_mae": g["coverage_mae"].mean(),
@@ -112,11 +121,11 @@ def _summary(acc):
             "train_seconds": g["train_seconds"].mean(),
             "posterior_seconds": g["posterior_seconds"].mean(), "peak_mb": g["peak_mb"].max(),
             "cells": len(g), "observations": g["observation"].nunique(),
-            "seeds": g["seed"].nunique(), "n_c2st": int(g["n_c2st"].max()),
+            "seeds": g["seed"].nunique(),
         })
     out = pd.DataFrame(rows)
     out["order"] = out["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}).fillna(99)
-    return out.sort_values(["setting", "task", "n_sims", "order"])
+    return out.sort_values(["task", "n_sims", "order"])
 
 
 def _task_table(summary, task):
@@ -155,8 +164,9 @@ def _shortfalls(summary):
         misses = [f"{k} {g:.3f} > {b:.3f}" for k, g, b in zip(("1-d", "2-d"), got, bar)
                   if np.isfinite(g) and g > b]
         verdict = "short: " + ", ".join(misses) if misses else "meets it"
-        lines.append(f"- {r.task}, {r.n_sims:,} sims, {r.method} ({r.setting}, {r.cells} "
-                     f"cells) vs {what} {bar[0]:.3f} / {bar[1]:.3f}: {verdict}")
+        lines.append(f"- {r.task}, {r.n_sims:,} sims, {r.method} ({r.setting}, C2ST "
+                     f"{r.n_c2st:,} draws, {r.cells} cells) vs {what} {bar[0]:.3f} / "
+                     f"{bar[1]:.3f}: {verdict}")
     balanced = summary[(summary["method"] == "tmnre_balanced") & (summary["n_sims"] == 10_000)]
     for r in balanced.itertuples():
         if np.isfinite(r.coverage_n_below):
@@ -175,11 +185,15 @@ def _figure(summary, figure):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # One setting per task: the most thorough one available.
+    # One configuration per task: the most thorough one available.
     chosen = []
+    configs = _config_order(summary)
     for task, g in summary.groupby("task", sort=False):
-        setting = next(s for s in SETTING_ORDER if s in set(g["setting"]))
-        chosen.append((task, setting, g[g["setting"] == setting]))
+        present = set(g[["setting", "n_c2st", "params"]].itertuples(index=False, name=None))
+        config = next(c for c in configs if c in present)
+        rows = g[(g["setting"] == config[0]) & (g["n_c2st"] == config[1])
+                 & (g["params"] == config[2])]
+        chosen.append((task, config[0], rows))
     fig, axes = plt.subplots(2, len(chosen), figsize=(3.6 * len(chosen), 6.2), squeeze=False,
                              sharex=True)
     colors = dict(zip(METHOD_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -271,13 +285,12 @@ def render(results, docs, figure):
             "posterior draws of one observation; C2ST time excluded.", "",
             f"![C2ST vs budget]({rel})", "",
         ]
-        for setting in [s for s in SETTING_ORDER if s in set(summary["setting"])]:
-            part = summary[summary["setting"] == setting]
-            n_c2st = ", ".join(str(v) for v in sorted(part["n_c2st"].unique()))
-            lines += [f"### Setting `{setting}` (C2ST with {n_c2st} draws per side)", ""]
-            params = sorted(set(acc.loc[acc["setting"] == setting, "params"]))
-            if params != ["{}"]:
-                lines += [f"Estimator hyperparameters beyond the defaults: {params}", ""]
+        for setting, n_c2st, params in _config_order(summary):
+            part = summary[(summary["setting"] == setting) & (summary["n_c2st"] == n_c2st)
+                           & (summary["params"] == params)]
+            extra = "" if params == "{}" else f"; estimator hyperparameters {params}"
+            lines += [f"### Setting `{setting}` (C2ST with {n_c2st:,} draws per side{extra})",
+                      ""]
             for task, g in part.groupby("task", sort=False):
                 lines += [f"#### {task}", "", *_task_table(g, task), ""]
         shortfalls = _shortfalls(summary)

@@ -58,9 +58,9 @@ from sklearn_tmnre import tasks  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
-KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "params"]
+KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "n_c2st", "params"]
 COLUMNS = KEY + [
-    "c2st_1d", "c2st_2d", "n_c2st", "coverage_mae", "coverage_max_shortfall",
+    "c2st_1d", "c2st_2d", "coverage_mae", "coverage_max_shortfall",
     "coverage_n_below", "n_coverage", "n_sims_used", "epochs", "rounds", "train_seconds",
     "posterior_seconds", "seconds", "peak_mb", "version", "threads", "load", "timestamp",
 ]
@@ -93,9 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--methods", nargs="+", choices=METHODS)
     p.add_argument("--n-c2st", type=int, help="draws per C2ST (full: 10000)")
     p.add_argument("--n-coverage", type=int, help="test pairs for coverage (0 skips)")
-    p.add_argument("--max-epochs", type=int, help="epoch cap of our estimators")
     p.add_argument("--params", default="{}",
-                   help="JSON of extra TMNREEstimator hyperparameters for our methods")
+                   help="JSON of TMNREEstimator hyperparameters of our methods, e.g. "
+                        "'{\"max_epochs\": 50, \"balance\": 10}'; part of each cell's key")
     p.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     p.add_argument("--out", type=pathlib.Path,
                    help="results directory (default benchmarks/results; --tiny: a temp dir)")
@@ -112,8 +112,7 @@ def configure(args):
     params = json.loads(args.params)
     if not isinstance(params, dict):
         raise SystemExit(f"--params must be a JSON object of hyperparameters; got {args.params!r}")
-    overrides = {"n_c2st": args.n_c2st, "n_coverage": args.n_coverage,
-                 "max_epochs": args.max_epochs}
+    overrides = {"n_c2st": args.n_c2st, "n_coverage": args.n_coverage}
     values = {**preset["settings"], **{k: v for k, v in overrides.items() if v is not None}}
     settings = Settings(name=name, params=tuple(sorted(params.items())), **values)
     default_methods = [m for m in METHODS if m != "tmnre_balanced" or name == "full"]
@@ -154,7 +153,7 @@ def append_row(path, row):
 
 def _key(settings, task, observation, budget, method, seed):
     return (settings.name, task, str(observation), str(budget), method, str(seed),
-            json.dumps(dict(settings.params), sort_keys=True))
+            str(settings.n_c2st), json.dumps(dict(settings.params), sort_keys=True))
 
 
 def run_grid(settings, grid, out, threads=2, log=print):
@@ -194,7 +193,7 @@ def run_grid(settings, grid, out, threads=2, log=print):
 
 def _row(settings, task, observation, budget, method, seed, result, threads, load):
     key = _key(settings, task.name, observation, budget, method, seed)
-    return {**dict(zip(KEY, key)), **result, "n_c2st": settings.n_c2st, "threads": threads,
+    return {**dict(zip(KEY, key)), **result, "threads": threads,
             "load": round(load, 2),
             "timestamp": datetime.datetime.now().isoformat(timespec="seconds")}
 

@@ -131,6 +131,15 @@ def escape_shape_stars(app, what, name, obj, options, lines):
             block_indent = indent
 
 
+def skip_metadata_requests(app, what, name, obj, skip, options):
+    """Hide scikit-learn's generated ``set_*_request`` methods (their docstrings
+    reference scikit-learn's own glossary, which is not part of these docs)."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", skip_metadata_requests)
     # After numpydoc (priority 500) has turned the numpydoc sections into reST.
     app.connect("autodoc-process-docstring", escape_shape_stars, priority=900)

@@ -36,17 +36,56 @@ def _check_distribution(name, dist):
             f"Prior: distribution {name!r} must be a frozen univariate scipy.stats "
             f"distribution such as stats.uniform(0, 1); got {type(dist).__name__}."
         )
+    # rv_continuous generators are univariate by construction; scipy's
+    # multivariate distributions are a different class and fail this check.
     if not isinstance(dist.dist, stats.rv_continuous):
         raise TypeError(
-            f"Prior: distribution {name!r} must be continuous; discrete priors are not "
-            "supported by ratio estimation on grids."
+            f"Prior: distribution {name!r} must be a continuous univariate distribution; "
+            "discrete and multivariate priors are not supported (give one univariate "
+            "distribution per parameter)."
         )
-    sample = np.asarray(dist.rvs(size=2, random_state=0))
-    if sample.shape != (2,):
-        raise TypeError(
-            f"Prior: distribution {name!r} is multivariate (a draw has shape "
-            f"{sample.shape[1:]}); give one univariate distribution per parameter."
-        )
+
+
+class _Families:
+    """Parameters grouped by distribution family, so each scipy method is one
+    vectorized call per family rather than one call per parameter (priors with
+    thousands of per-object parameters stay fast)."""
+
+    def __init__(self, dists):
+        groups = {}
+        for i, d in enumerate(dists):
+            # Every frozen distribution holds its own generator instance; scipy's
+            # built-in families are equal by type, anything else (histograms,
+            # user subclasses with their own state) only to itself.
+            builtin = (type(d.dist).__module__.startswith("scipy.stats._continuous_distns")
+                       and not isinstance(d.dist, stats.rv_histogram))
+            family = type(d.dist) if builtin else id(d.dist)
+            key = (family, len(d.args), tuple(sorted(d.kwds)))
+            groups.setdefault(key, (d.dist, [], []))
+            groups[key][1].append(i)
+            groups[key][2].append(d)
+        self.groups = []
+        for gen, idx, members in groups.values():
+            args = [np.array([m.args[j] for m in members], dtype=float)
+                    for j in range(len(members[0].args))]
+            kwds = {k: np.array([m.kwds[k] for m in members], dtype=float)
+                    for k in members[0].kwds}
+            self.groups.append((gen, np.array(idx), args, kwds))
+
+    def __call__(self, method, values):
+        """``method`` of each parameter's distribution on ``values[..., i]``."""
+        values = np.asarray(values, dtype=float)
+        out = np.empty(values.shape, dtype=float)
+        for gen, idx, args, kwds in self.groups:
+            out[..., idx] = getattr(gen, method)(values[..., idx], *args, **kwds)
+        return out
+
+    def support(self, ndim):
+        out = np.empty((ndim, 2))
+        for gen, idx, args, kwds in self.groups:
+            lo, hi = gen.support(*args, **kwds)
+            out[idx, 0], out[idx, 1] = lo, hi
+        return out
 
 
 class Prior:
@@ -104,23 +143,16 @@ class Prior:
         self.distributions = dict(zip(names, (d for _, d in items)))
         self.names = names
         self.ndim = len(names)
-        full = np.array([d.support() for d in self.distributions.values()], dtype=float)
+        self._families = _Families(list(self.distributions.values()))
+        full = self._families.support(self.ndim)
         self._full_support = full
         self._bounds = full.copy() if bounds is None else self._parse_bounds(bounds, clip=True)
-        self._cdf_low = np.array(
-            [d.cdf(lo) for d, lo in zip(self.distributions.values(), self._bounds[:, 0])]
-        )
-        self._sf_high = np.array(
-            [d.sf(hi) for d, hi in zip(self.distributions.values(), self._bounds[:, 1])]
-        )
+        self._cdf_low = self._families("cdf", self._bounds[:, 0])
+        self._sf_high = self._families("sf", self._bounds[:, 1])
         # Mass per dimension from whichever tail keeps precision (far upper tails
         # have cdf == 1.0 in floating point, but a tiny, exact survival function).
-        cdf_high = np.array(
-            [d.cdf(hi) for d, hi in zip(self.distributions.values(), self._bounds[:, 1])]
-        )
-        sf_low = np.array(
-            [d.sf(lo) for d, lo in zip(self.distributions.values(), self._bounds[:, 0])]
-        )
+        cdf_high = self._families("cdf", self._bounds[:, 1])
+        sf_low = self._families("sf", self._bounds[:, 0])
         self._mass_1d = np.clip(np.maximum(cdf_high - self._cdf_low, sf_low - self._sf_high),
                                 0.0, 1.0)
         if np.any(self._mass_1d <= 0) or np.any(self._bounds[:, 1] <= self._bounds[:, 0]):
@@ -241,13 +273,12 @@ class Prior:
         return pd.DataFrame(self._from_unit(u), columns=self.names)
 
     def _from_unit(self, u):
-        out = np.empty_like(u, dtype=float)
-        for i, dist in enumerate(self.distributions.values()):
-            lo, sf_hi, mass = self._cdf_low[i], self._sf_high[i], self._mass_1d[i]
-            if lo > 0.5:  # box far in the upper tail: invert the survival function
-                out[:, i] = dist.isf(sf_hi + (1.0 - u[:, i]) * mass)
-            else:
-                out[:, i] = dist.ppf(lo + u[:, i] * mass)
+        lo, sf_hi, mass = self._cdf_low, self._sf_high, self._mass_1d
+        out = self._families("ppf", lo + u * mass)
+        upper = lo > 0.5  # boxes far in the upper tail: invert the survival function
+        if upper.any():
+            tail = self._families("isf", sf_hi + (1.0 - u) * mass)
+            out[:, upper] = tail[:, upper]
         return np.clip(out, self._bounds[:, 0], self._bounds[:, 1])
 
     def from_unit(self, u):
@@ -280,22 +311,19 @@ class Prior:
         u : DataFrame of shape (n, ndim)
         """
         th = self._as_array(theta)
-        out = np.empty_like(th)
-        for i, dist in enumerate(self.distributions.values()):
-            if self._cdf_low[i] > 0.5:
-                sf_low = self._sf_high[i] + self._mass_1d[i]
-                out[:, i] = (sf_low - dist.sf(th[:, i])) / self._mass_1d[i]
-            else:
-                out[:, i] = (dist.cdf(th[:, i]) - self._cdf_low[i]) / self._mass_1d[i]
+        out = (self._families("cdf", th) - self._cdf_low) / self._mass_1d
+        upper = self._cdf_low > 0.5
+        if upper.any():
+            sf_low = self._sf_high + self._mass_1d
+            tail = (sf_low - self._families("sf", th)) / self._mass_1d
+            out[:, upper] = tail[:, upper]
         return pd.DataFrame(np.clip(out, 0.0, 1.0), columns=self.names)
 
     def log_prob_per_param(self, theta):
         """Log density of each parameter separately, shape (n, ndim); ``-inf`` outside."""
         th = self._as_array(theta)
-        out = np.empty_like(th)
-        for i, dist in enumerate(self.distributions.values()):
-            with np.errstate(divide="ignore"):
-                out[:, i] = dist.logpdf(th[:, i]) - np.log(self._mass_1d[i])
+        with np.errstate(divide="ignore"):
+            out = self._families("logpdf", th) - np.log(self._mass_1d)
         outside = (th < self._bounds[:, 0]) | (th > self._bounds[:, 1])
         out[outside] = -np.inf
         return out
@@ -335,10 +363,9 @@ class Prior:
         hi = np.minimum(box[:, 1], self._bounds[:, 1])
         if np.any(hi <= lo):
             return 0.0
-        total = 1.0
-        for i, dist in enumerate(self.distributions.values()):
-            inner = max(dist.cdf(hi[i]) - dist.cdf(lo[i]), dist.sf(lo[i]) - dist.sf(hi[i]))
-            total *= inner / self._mass_1d[i]
+        f = self._families
+        inner = np.maximum(f("cdf", hi) - f("cdf", lo), f("sf", lo) - f("sf", hi))
+        total = np.exp(np.sum(np.log(np.maximum(inner, 0.0) / self._mass_1d)))
         return float(min(max(total, 0.0), 1.0))
 
     def truncate(self, bounds):

@@ -46,8 +46,8 @@ def test_tiny_run_writes_resumable_results_and_report(tmp_path):
     assert amortized["n_sims_used"] == 300 and amortized["n_coverage"] == 200
     assert 0 <= amortized["coverage_mae"] <= 1
     truncated = table.set_index("method").loc["tmnre_truncated"]
-    # 30 % of the budget goes to the first round; later rounds may not happen.
-    assert 90 <= truncated["n_sims_used"] <= 300
+    # Rounds stop early when the box stops shrinking; a last round spends the rest.
+    assert truncated["n_sims_used"] == 300 and truncated["rounds"] >= 2
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| 300 | tmnre_amortized |" in report and "swyft TMNRE (published)" not in report
     assert (tmp_path / "_static" / "benchmarks_c2st.png").stat().st_size > 1000

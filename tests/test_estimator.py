@@ -15,8 +15,8 @@ from torch import nn
 from sklearn_tmnre import MarginalPosterior, Prior, TMNREEstimator
 
 NOISE = 0.2
-TINY = dict(max_epochs=4, hidden_features=16, embedding_dim=8, num_blocks=1, n_grid_1d=64,
-            n_grid_2d=32, random_state=0)
+TINY = dict(max_epochs=4, hidden_features=16, embedding_dim=8, num_blocks=1, n_negatives=1,
+            n_grid_1d=64, n_grid_2d=32, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def problem():
 def trained(problem):
     prior, X, theta = problem
     est = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=40, patience=8,
-                         random_state=0)
+                         hidden_features=64, num_blocks=2, n_negatives=2, random_state=0)
     return est.fit(X[:2500], theta[:2500])
 
 
@@ -60,7 +60,7 @@ def test_learns_the_gaussian_posterior(problem, trained):
 def test_score_prefers_a_trained_model(problem, trained):
     prior, X, theta = problem
     untrained = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=1, lr=1e-6,
-                               random_state=0).fit(X[:100], theta[:100])
+                               hidden_features=16, random_state=0).fit(X[:100], theta[:100])
     good = trained.score(X[2500:], theta[2500:])
     bad = untrained.score(X[2500:], theta[2500:])
     assert np.isfinite(good) and good > bad + 0.5
@@ -189,7 +189,8 @@ def test_balance_makes_classifier_balanced(problem):
         sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
         return np.abs(sig(lr).mean(0) + sig(lm).mean(0) - 1).mean()
 
-    kw = dict(prior=prior, max_epochs=15, hidden_features=16, embedding_dim=8, random_state=0)
+    kw = dict(prior=prior, max_epochs=15, hidden_features=16, embedding_dim=8, n_negatives=1,
+              random_state=0)
     plain = TMNREEstimator(**kw).fit(X[:2000], theta[:2000])
     balanced = TMNREEstimator(balance=100.0, **kw).fit(X[:2000], theta[:2000])
     assert gap(balanced) < gap(plain)

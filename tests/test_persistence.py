@@ -105,6 +105,13 @@ def test_saved_model_gives_identical_outputs(fitted, saved, data):
     assert loaded.net_.device == "cpu" and not loaded.net_.module_.training
 
 
+def test_estimator_save_and_load_methods(fitted, data, tmp_path):
+    X, _ = data
+    fitted.save(tmp_path / "m")
+    loaded = TMNREEstimator.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(X[:20]), fitted.predict(X[:20]))
+
+
 def test_saved_history_is_the_training_history(fitted, saved):
     loaded = load_estimator(saved)
     for key in ("train_loss", "valid_loss", "valid_loss_best", "epoch"):

@@ -142,3 +142,22 @@ def test_duplicate_names_rejected():
     # dict keys cannot repeat, but names that stringify the same can
     with pytest.raises(ValueError, match="duplicate"):
         Prior({1: stats.norm(), "1": stats.norm()})
+
+
+def test_many_parameters_vectorized_by_family_match_scipy():
+    rng = np.random.default_rng(0)
+    dists = {}
+    for i in range(300):
+        kind = i % 3
+        if kind == 0:
+            dists[f"n{i}"] = stats.norm(rng.normal(), rng.uniform(0.5, 2))
+        elif kind == 1:
+            dists[f"u{i}"] = stats.uniform(loc=rng.normal(), scale=rng.uniform(1, 3))
+        else:
+            dists[f"g{i}"] = stats.gamma(rng.uniform(1, 3), scale=2.0)
+    prior = Prior(dists)
+    theta = prior.sample(5, random_state=0)
+    expected = np.column_stack([d.logpdf(theta[n]) for n, d in dists.items()])
+    np.testing.assert_allclose(prior.log_prob_per_param(theta), expected, rtol=1e-10)
+    expected_u = np.column_stack([d.cdf(theta[n]) for n, d in dists.items()])
+    np.testing.assert_allclose(prior.to_unit(theta).to_numpy(), expected_u, rtol=1e-9)

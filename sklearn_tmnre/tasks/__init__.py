@@ -15,6 +15,12 @@ name                         params  data  reference posterior
 ``slcp``                     5       8     rejection from a fitted proposal, shipped in ``data/``
 ===========================  ======  ====  ======================================================
 
+Science toys for the examples (:data:`SCIENCE_TASKS`, also found by
+:func:`get_task`): :func:`cmb_spectrum` (6 cosmological parameters, TT/TE/EE
+spectra), :func:`supernovae` (flat wCDM Hubble diagram, optionally one latent
+offset per supernova) and :func:`strong_lensing` (64x64 lensed images with a
+subhalo).
+
 Examples
 --------
 >>> from sklearn_tmnre import tasks
@@ -26,12 +32,13 @@ Examples
 """
 
 from .base import Task
+from .cmb import CMBSpectrum, cmb_spectrum
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
+from .lensing import StrongLensing, strong_lensing
 from .slcp import SLCP
+from .supernova import Supernovae, supernovae
 from .two_moons import TwoMoons
-
-# Science tasks (cmb.py, supernova.py, lensing.py) are registered here by the lead.
 
 __all__ = [
     "Task",
@@ -40,13 +47,20 @@ __all__ = [
     "GaussianLinearUniform",
     "GaussianMixture",
     "SLCP",
+    "CMBSpectrum",
+    "Supernovae",
+    "StrongLensing",
     "two_moons",
     "gaussian_linear",
     "gaussian_linear_uniform",
     "gaussian_mixture",
     "slcp",
+    "cmb_spectrum",
+    "supernovae",
+    "strong_lensing",
     "get_task",
     "TASKS",
+    "SCIENCE_TASKS",
 ]
 
 
@@ -83,8 +97,14 @@ _FACTORIES = {
     "slcp": slcp,
 }
 
-#: Names accepted by :func:`get_task`.
+#: The SBI-benchmark tasks (reference posteriors for every observation).
 TASKS = tuple(_FACTORIES)
+
+_SCIENCE = {"cmb_spectrum": cmb_spectrum, "supernovae": supernovae,
+            "strong_lensing": strong_lensing}
+
+#: The science toys of the examples (default settings).
+SCIENCE_TASKS = tuple(_SCIENCE)
 
 
 def get_task(name):
@@ -93,13 +113,14 @@ def get_task(name):
     Parameters
     ----------
     name : str
-        One of :data:`TASKS`.
+        One of :data:`TASKS` or :data:`SCIENCE_TASKS`.
 
     Returns
     -------
     task : Task
     """
-    try:
-        return _FACTORIES[name]()
-    except (KeyError, TypeError):
-        raise ValueError(f"get_task: unknown task name {name!r}; choose one of {TASKS}.") from None
+    factories = {**_FACTORIES, **_SCIENCE}
+    if not isinstance(name, str) or name not in factories:
+        raise ValueError(f"get_task: unknown task name {name!r}; choose one of "
+                         f"{TASKS + SCIENCE_TASKS}.")
+    return factories[name]()
