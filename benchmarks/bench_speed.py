@@ -16,9 +16,10 @@
 (f) Time per epoch with 1 and 2 torch threads (shows the cost of thread
     oversubscription on a shared machine).
 
-Each timing is the best of ``--repeats`` runs (the least disturbed by other
-jobs). Writes ``benchmarks/results/speed.csv`` and re-renders
-``docs/benchmarks.md`` with a Speed section.
+Whole-call timings are the best of ``--repeats`` runs (the least disturbed by
+other jobs); per-epoch figures are the median epoch of a fit, without set-up.
+Writes ``benchmarks/results/speed.csv`` and re-renders ``docs/benchmarks.md``
+with a Speed section.
 
     python benchmarks/bench_speed.py --quick     # about ten minutes on 2 idle cores
     python benchmarks/bench_speed.py
@@ -29,10 +30,12 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import multiprocessing as mp
 import os
 import pathlib
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -82,6 +85,11 @@ def n_parameters(module):
     return sum(p.numel() for p in module.parameters())
 
 
+def epoch_seconds(est):
+    """Median wall time of one epoch of a fitted estimator (skorch's ``dur``), no setup."""
+    return float(np.median(est.net_.history[:, "dur"]))
+
+
 # --------------------------------------------------------------- (a) training
 def plain_torch_fit(est_like, X, theta, epochs, batch_size, seed):
     """Train a fresh copy of ``est_like``'s RatioNetwork with a bare torch loop.
@@ -89,7 +97,7 @@ def plain_torch_fit(est_like, X, theta, epochs, batch_size, seed):
     The same architecture, standardization, loss (BCE of joint pairs against
     one marginal pair per row), AdamW and batch sizes as the estimator; the
     marginal pairs pair each row with its neighbour in the shuffled batch (a
-    derangement).
+    derangement). The network gets ``epoch_seconds``, the wall time of each epoch.
     """
     torch.manual_seed(seed)
     x32, t32 = X.astype(np.float32), theta.to_numpy().astype(np.float32)
@@ -102,7 +110,9 @@ def plain_torch_fit(est_like, X, theta, epochs, batch_size, seed):
     optimizer = torch.optim.AdamW(net.parameters(), lr=est_like.lr)
     xs, ts = torch.from_numpy(x32), torch.from_numpy(t32)
     n_batches = max(1, math.ceil(len(xs) / batch_size))
+    net.epoch_seconds = []
     for _ in range(epochs):
+        start = time.perf_counter()
         for idx in torch.tensor_split(torch.randperm(len(xs)), n_batches):
             s = net.embed(xs[idx])
             th = ts[idx]
@@ -111,6 +121,7 @@ def plain_torch_fit(est_like, X, theta, epochs, batch_size, seed):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        net.epoch_seconds.append(time.perf_counter() - start)
     return net
 
 
@@ -124,9 +135,15 @@ def training_throughput(record, task, theta, X, epochs, repeats):
         raise RuntimeError("the plain-torch network differs from the estimator's")
     pairs = len(X) * epochs
     note = f"{len(X)} pairs x {epochs} epochs, batch 256, {n_parameters(net)} parameters"
-    record(section, "TMNREEstimator.fit", pairs / t_ours, "pairs/s", note)
-    record(section, "plain torch loop", pairs / t_plain, "pairs/s", note)
-    record(section, "ratio fit / plain", t_plain / t_ours, "x", "target >= 0.8")
+    record(section, "TMNREEstimator.fit, whole call", pairs / t_ours, "pairs/s", note)
+    record(section, "plain torch loop, whole call", pairs / t_plain, "pairs/s", note)
+    record(section, "ratio fit / plain, whole call", t_plain / t_ours, "x",
+           "target >= 0.8; includes fit's validation and setup")
+    e_ours, e_plain = epoch_seconds(est), float(np.median(net.epoch_seconds))
+    record(section, "TMNREEstimator.fit, per epoch", len(X) / e_ours, "pairs/s",
+           "median epoch (skorch history dur)")
+    record(section, "plain torch loop, per epoch", len(X) / e_plain, "pairs/s", "median epoch")
+    record(section, "ratio fit / plain, per epoch", e_plain / e_ours, "x", "target >= 0.8")
     return est
 
 
@@ -138,35 +155,30 @@ def sbi_trainer(task, theta, X, epochs, seed=0):
     trainer = NRE_A(prior=torch_prior(task.prior), show_progress_bars=False)
     trainer.append_simulations(torch.as_tensor(theta.to_numpy(), dtype=torch.float32),
                                torch.as_tensor(X, dtype=torch.float32))
-    start = time.perf_counter()
     estimator = trainer.train(max_num_epochs=epochs, stop_after_epochs=epochs + 1,
                               training_batch_size=200)
-    seconds = time.perf_counter() - start
-    done = int(trainer._summary["epochs_trained"][-1])
-    return trainer, estimator, seconds / done
+    return trainer, estimator, float(np.median(trainer._summary["epoch_durations_sec"]))
 
 
-def per_epoch_vs_sbi(record, task, theta, X, epochs, repeats):
+def per_epoch_vs_sbi(record, task, theta, X, epochs):
     section = "(b) training time per epoch: ours vs sbi NRE_A"
     small = dict(embedding_dim=16, hidden_features=32, num_blocks=1, embedding__hidden=50)
     per_epoch = {}
     for label, arch in (("ours, similar size", small), ("ours, defaults", {})):
         kw = dict(prior=task.prior, marginals="1d+2d", max_epochs=epochs, patience=epochs + 1,
                   batch_size=200, random_state=0, **arch)
-        seconds, est = best_time(lambda kw=kw: TMNREEstimator(**kw).fit(X, theta), repeats)
-        per_epoch[label] = seconds / len(est.net_.history)
+        _, est = best_time(lambda kw=kw: TMNREEstimator(**kw).fit(X, theta), 1)
+        per_epoch[label] = epoch_seconds(est)
         record(section, label, per_epoch[label], "s/epoch",
                f"{n_parameters(est.net_.module_)} parameters; 1d+2d marginals; batch 200; "
-               "10 % validation")
+               "10 % validation; median epoch")
     if not sbi_available():
         record(section, "sbi NRE_A", float("nan"), "s/epoch", "sbi not installed")
         return None
-    best, trainer, net = math.inf, None, None
-    for _ in range(repeats):
-        trainer, net, seconds = sbi_trainer(task, theta, X, epochs)
-        best = min(best, seconds)
+    trainer, net, best = sbi_trainer(task, theta, X, epochs)
     record(section, "sbi NRE_A", best, "s/epoch",
-           f"{n_parameters(net)} parameters (resnet, 50 hidden); batch 200; 10 % validation")
+           f"{n_parameters(net)} parameters (resnet, 50 hidden); batch 200; 10 % validation; "
+           "median epoch")
     record(section, "ratio sbi / ours (similar size)", best / per_epoch["ours, similar size"],
            "x", "> 1: ours faster per epoch")
     return trainer
@@ -280,11 +292,37 @@ def _linear_problem(n_params, n, seed=0):
     return prior, theta, theta.to_numpy() @ W + 0.1 * rng.standard_normal((n, 32))
 
 
-def scale(record, marginal_counts, sim_counts, n_train):
+_SCALE_ARCH = dict(hidden_features=32, num_blocks=1, batch_size=256, validation_fraction=0.0,
+                   random_state=0)
+_SCALE_NOTE = "heads of 32 hidden units, 1 block; batch 256; 32 data"
+
+
+def _scale_case(n_params, n, epochs, n_threads):
+    """Fit in a fresh process: (median seconds per epoch, RSS growth in MiB, peak RSS, parameters).
+
+    A fresh process makes the peak resident set of the fit measurable: memory
+    that an earlier case freed is not there to be reused.
+    """
+    import resource
+
+    torch.set_num_threads(n_threads)
+    prior, theta, X = _linear_problem(n_params, n)
+    # A small warm-up fit first: torch's one-off start-up costs are not per-epoch costs.
+    TMNREEstimator(prior=prior, max_epochs=1, **_SCALE_ARCH).fit(X[:64], theta.iloc[:64])
+    est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **_SCALE_ARCH)
+    with PeakMemory() as mem:
+        est.fit(X, theta)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return epoch_seconds(est), mem.peak_mb, peak_rss, n_parameters(est.net_.module_)
+
+
+def _in_fresh_process(fn, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def scale(record, marginal_counts, sim_counts, n_train, n_threads):
     section_m = "(e) scale: 1-d marginals"
-    arch = dict(hidden_features=32, num_blocks=1, batch_size=256, validation_fraction=0.0,
-                random_state=0)
-    note = "heads of 32 hidden units, 1 block; batch 256; 32 data"
     for count in marginal_counts:
         # Head weights, AdamW state and saved activations (4 bytes each), with headroom.
         need_mb = 4 * count * (4 * 3 * 32 * 35 + 256 * 2 * 32 * 8) / 2**20
@@ -293,29 +331,20 @@ def scale(record, marginal_counts, sim_counts, n_train):
             record(section_m, f"{count} marginals", float("nan"), "s/epoch",
                    f"skipped: needs about {need_mb:.0f} MiB, {available:.0f} MiB available")
             continue
-        prior, theta, X = _linear_problem(count, n_train)
-        epochs = 2
-        est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **arch)
-        with PeakMemory() as mem:
-            start = time.perf_counter()
-            est.fit(X, theta)
-            seconds = time.perf_counter() - start
-        record(section_m, f"{count} marginals", seconds / epochs, "s/epoch",
-               f"{n_train} pairs; {note}")
-        record(section_m, f"{count} marginals: peak memory", mem.peak_mb, "MiB",
-               f"{n_parameters(est.net_.module_)} parameters")
+        per_epoch, grew, peak, params = _in_fresh_process(_scale_case, count, n_train, 3,
+                                                          n_threads)
+        record(section_m, f"{count} marginals", per_epoch, "s/epoch",
+               f"{n_train} pairs; {_SCALE_NOTE}")
+        record(section_m, f"{count} marginals: memory of fit", grew, "MiB",
+               f"{params} parameters; process peak RSS {peak:.0f} MiB")
     section_n = "(e) scale: simulations"
     for n in sim_counts:
-        prior, theta, X = _linear_problem(10, n)
-        epochs = 2 if n <= 10_000 else 1
-        est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **arch)
-        with PeakMemory() as mem:
-            start = time.perf_counter()
-            est.fit(X, theta)
-            seconds = time.perf_counter() - start
-        record(section_n, f"{n:,} simulations", seconds / epochs, "s/epoch",
-               f"10 marginals; {note}")
-        record(section_n, f"{n:,} simulations: peak memory", mem.peak_mb, "MiB", "")
+        epochs = 3 if n <= 10_000 else 2
+        per_epoch, grew, peak, _ = _in_fresh_process(_scale_case, 10, n, epochs, n_threads)
+        record(section_n, f"{n:,} simulations", per_epoch, "s/epoch",
+               f"10 marginals; {_SCALE_NOTE}")
+        record(section_n, f"{n:,} simulations: memory of fit", grew, "MiB",
+               f"process peak RSS {peak:.0f} MiB")
 
 
 # ---------------------------------------------------------------- (f) threads
@@ -326,10 +355,9 @@ def threads(record, task, theta, X, epochs):
         with threadpool_limits(n_threads):
             est = TMNREEstimator(prior=task.prior, marginals="1d+2d", max_epochs=epochs,
                                  patience=epochs + 1, validation_fraction=0.0, random_state=0)
-            start = time.perf_counter()
             est.fit(X, theta)
-            record(section, f"{n_threads} thread(s)", (time.perf_counter() - start) / epochs,
-                   "s/epoch", f"1-minute load average {os.getloadavg()[0]:.1f} on "
+            record(section, f"{n_threads} thread(s)", epoch_seconds(est),
+                   "s/epoch", f"median epoch; 1-minute load average {os.getloadavg()[0]:.1f} on "
                    f"{os.cpu_count()} cores")
 
 
@@ -359,7 +387,7 @@ def main(argv=None):
         if "a" in args.sections:
             est = training_throughput(record, task, theta, X, epochs, repeats)
         if "b" in args.sections or "c" in args.sections:
-            trainer = per_epoch_vs_sbi(record, task, theta, X, epochs, repeats)
+            trainer = per_epoch_vs_sbi(record, task, theta, X, epochs)
         if "c" in args.sections:
             if est is None:
                 est = TMNREEstimator(prior=task.prior, marginals="1d+2d", max_epochs=epochs,
@@ -370,7 +398,7 @@ def main(argv=None):
         if "e" in args.sections:
             counts = [c for c in (10, 100, 1_000, 10_000) if c <= args.max_marginals]
             sims = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
-            scale(record, counts, sims, 1_024 if args.quick else 2_048)
+            scale(record, counts, sims, 1_024 if args.quick else 2_048, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     frame = record.frame()
     frame["threads"] = args.threads

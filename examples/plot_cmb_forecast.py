@@ -18,8 +18,15 @@ spectra in the physical direction for every parameter and costs well under a
 millisecond, which is what a simulation-based forecast needs; it must not be
 used on real data (``camb`` is not used here).
 
-The prior is a box five Planck standard deviations to each side of the Planck
-2018 means, several times wider than the posterior. We
+The prior is a box ``PRIOR_WIDTH`` = 20 Planck standard deviations to each
+side of the Planck 2018 means (broad, pre-Planck-like ranges such as
+:math:`56 < H_0 < 78`), 10 to 40 times wider than the posterior. The task's
+own default box is 5 Planck standard deviations; for a Gaussian posterior,
+truncation at :math:`\\varepsilon = 10^{-6}` keeps about
+:math:`\\pm 5.3\\,\\sigma` of the *estimated* posterior, which is already as
+wide as that box, so there it has almost nothing to cut. The template was
+calibrated inside the 5-sigma box; beyond it, it stays smooth and physical in
+direction but is less accurate. We
 
 1. compress each simulated spectrum with a *linear* embedding (7,497 → 10
    features, learned jointly with the ratio estimator: for Gaussian data a
@@ -61,11 +68,13 @@ SIZE = "quick" if QUICK else "full" if ARGS.full else "default"
 SETTINGS = {
     "quick": {"n_sims": 300, "max_rounds": 2, "max_epochs": 2, "hidden_features": 16,
               "n_grid_2d": 32, "n_reference": 300},
-    "default": {"n_sims": 4_000, "max_rounds": 4, "max_epochs": 40, "hidden_features": 64,
+    "default": {"n_sims": 5_000, "max_rounds": 4, "max_epochs": 40, "hidden_features": 64,
                 "n_grid_2d": 64, "n_reference": 2_000},
     "full": {"n_sims": 30_000, "max_rounds": 6, "max_epochs": 200, "hidden_features": 64,
              "n_grid_2d": 128, "n_reference": 10_000},
 }[SIZE]
+# Half-width of the uniform prior box, in Planck 2018 standard deviations.
+PRIOR_WIDTH = 20.0
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)
 # Small networks: one intra-op thread is as fast as several, and it does not slow
@@ -78,7 +87,7 @@ START = time.perf_counter()
 # ---------------------------------------------
 # Observation 1 was simulated at the Planck 2018 best fit. The data vector is
 # ``[TT, TE, EE]`` for :math:`\ell = 2 \dots 2500`, scaled to order one.
-task = cmb_spectrum()
+task = cmb_spectrum(prior_width=PRIOR_WIDTH)
 prior = task.prior
 names = prior.names
 x_o = task.observation(1)

@@ -190,7 +190,7 @@ def coverage_frame(values, label):
 frame = pd.concat([*(coverage_frame(cred[name].to_numpy(), name) for name in ("Om", "w", "M")),
                    coverage_frame(cred[latents].to_numpy().ravel(), "latents (pooled)")],
                   ignore_index=True)
-print("\nCoverage at 68 % and 95 % (fresh simulations):")
+print("\nCoverage at the 70 % and 95 % levels (fresh simulations):")
 print(frame[frame["level"].isin([0.7, 0.95])].round(3).to_string(index=False))
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")

@@ -65,7 +65,8 @@ print(scores.round(3).to_string(index=False))
 # -------------------------------------------------------------------
 run = TMNRE(task.simulator, prior,
             estimator=TMNREEstimator(marginals="1d+2d", max_epochs=MAX_EPOCHS),
-            n_sims=[N_SIMS // 3] * 3, max_rounds=3, n_jobs=-1, random_state=0, verbose=1)
+            n_sims=[N_SIMS // 3] * 3, max_rounds=3, spend_budget=True, n_jobs=-1,
+            random_state=0, verbose=1)
 run.fit(x_o)
 print("\nRounds:")
 print(run.rounds_[["round", "n_simulated", "n_reused", "mass", "val_loss", "seconds"]]

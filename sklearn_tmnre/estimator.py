@@ -36,6 +36,7 @@ __all__ = ["TMNREEstimator"]
 # Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
 # large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
 _CHUNK_ELEMENTS = 2**22
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _marginal_label(marginal):
@@ -283,7 +284,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             raise ValueError("TMNREEstimator requires y to be passed, but the target y is None: "
                              "pass the parameters theta the data were simulated from.")
         arr = np.asarray(y)
-        n_params = 1 if arr.ndim == 1 else (arr.shape[1] if arr.ndim == 2 else -1)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"y must have shape (n,) or (n, D); got shape {arr.shape}.")
+        n_params = 1 if arr.ndim == 1 else arr.shape[1]
         if self.prior is not None:
             if n_params != self.prior.ndim:
                 raise ValueError(f"y has {n_params} parameter column(s) but the prior has "
@@ -326,6 +329,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def _validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32),
                           ensure_min_samples=1)
+        if np.abs(X).max(initial=0.0) > _FLOAT32_MAX:
+            raise ValueError("X has values beyond float32's range (the network computes in "
+                             "float32); rescale the data.")
         if reset:
             self.event_shape_ = tuple(X.shape[1:])
         elif tuple(X.shape[1:]) != self.event_shape_:
@@ -339,6 +345,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             theta = theta.to_frame()
         if isinstance(theta, pd.DataFrame):
             theta = theta.set_axis([str(c) for c in theta.columns], axis=1)
+            dups = sorted(set(theta.columns[theta.columns.duplicated()]))
+            if dups:
+                raise ValueError(f"{argname} has duplicate column names {dups}.")
             missing = [c for c in self.names_ if c not in theta.columns]
             if missing:
                 raise ValueError(f"{argname} lacks columns {missing}; expected {self.names_}.")
@@ -361,7 +370,20 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
                              f"{len(arr)}).")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{argname} contains NaN or infinite values.")
+        if np.abs(arr).max(initial=0.0) > _FLOAT32_MAX:
+            raise ValueError(f"{argname} has values beyond float32's range (the network "
+                             "computes in float32); rescale the parameters.")
         return arr
+
+    def _check_support(self, theta, argname):
+        """With a known prior, parameters outside its support are an error."""
+        if self.prior is not None:
+            outside = ~self.prior_.contains(theta)
+            if outside.any():
+                raise ValueError(
+                    f"{argname} has {int(outside.sum())} row(s) outside the prior's support "
+                    f"(first: row {int(np.flatnonzero(outside)[0])}); the ratio is undefined "
+                    "there.")
 
     # ----------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -391,12 +413,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             raise ValueError(f"TMNREEstimator needs at least 2 samples to form contrastive "
                              f"pairs; got {len(X)} sample (n_samples = 1).")
         if self.prior is not None:
-            outside = ~self.prior.contains(theta)
-            if outside.any():
-                raise ValueError(f"y has {int(outside.sum())} row(s) outside the prior's support "
-                                 f"(first: row {int(np.flatnonzero(outside)[0])}); simulate from "
-                                 "the prior, or pass its truncated version.")
             self.prior_ = self.prior
+            self._check_support(theta, "y")
         else:
             self.prior_ = _histogram_prior(theta, names)
         self.marginals_ = self._resolve_marginals(names)
@@ -496,6 +514,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         X = self._observations(X)
         th = self._validate_theta(theta, len(X))
+        self._check_support(th, "theta")
         net = self.net_.module_
         out = []
         for i in range(0, len(X), 4096):
@@ -689,6 +708,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         X = self._observations(X)
         theta = self._validate_theta(y, len(X), argname="y")
+        self._check_support(theta, "y")
         has_1d = any(len(m) == 1 for m in self.marginals_)
         axes, logits, log_prior = self._grid_logits(X, dims=(1,) if has_1d else (2,))
         use = list(logits)

@@ -36,6 +36,10 @@ def _check_distribution(name, dist):
             f"Prior: distribution {name!r} must be a frozen univariate scipy.stats "
             f"distribution such as stats.uniform(0, 1); got {type(dist).__name__}."
         )
+    values = [*dist.args, *dist.kwds.values()]
+    if not all(isinstance(v, numbers.Real) and np.isfinite(v) for v in values):
+        raise ValueError(f"Prior: distribution {name!r} has NaN, infinite or non-scalar "
+                         f"parameters {dist.args} {dist.kwds}.")
     # rv_continuous generators are univariate by construction; scipy's
     # multivariate distributions are a different class and fail this check.
     if not isinstance(dist.dist, stats.rv_continuous):
@@ -199,6 +203,9 @@ class Prior:
     def _as_array(self, theta, argname="theta"):
         """Validate ``theta`` into a float array (n, ndim) in this prior's column order."""
         if isinstance(theta, pd.DataFrame):
+            dups = sorted(set(theta.columns[theta.columns.duplicated()]))
+            if dups:
+                raise ValueError(f"{argname}: duplicate columns {dups}.")
             missing = [n for n in self.names if n not in theta.columns]
             if missing:
                 raise ValueError(
@@ -216,8 +223,8 @@ class Prior:
                 f"{argname}: expected shape (n, {self.ndim}) for parameters {self.names}; "
                 f"got {np.shape(theta)}."
             )
-        if np.isnan(arr).any():
-            raise ValueError(f"{argname}: contains NaN.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{argname}: contains NaN or infinite values.")
         return arr
 
     # ---------------------------------------------------------------- interface
@@ -244,6 +251,9 @@ class Prior:
     def marginal(self, names):
         """Return the (truncated) prior of a subset of parameters, in the given order."""
         names = [names] if isinstance(names, str) else list(names)
+        if len(set(names)) != len(names):
+            dups = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"Prior: duplicate parameter names {dups}.")
         unknown = [n for n in names if n not in self.names]
         if unknown:
             raise ValueError(f"Prior: unknown parameter names {unknown}; known: {self.names}.")

@@ -160,6 +160,11 @@ class TMNRE(BaseEstimator):
     warm_start : bool, default=False
         Start each round's network from the previous round's parameters instead
         of a fresh initialization.
+    spend_budget : bool, default=False
+        When the box converges while rounds of ``n_sims`` are still unspent,
+        run one final round in the converged box that trains on the last
+        round's number of simulations plus all the unspent ones. Off, the loop
+        simply stops (``max_rounds`` and ``n_sims`` are upper bounds).
     store : str, path or SimulationStore, optional
         Where simulations are appended, batch by batch; reopening a store resumes
         its campaign. None: a temporary store, deleted at the end of :meth:`fit`.
@@ -253,6 +258,7 @@ class TMNRE(BaseEstimator):
         max_rounds=5,
         convergence_ratio=0.8,
         warm_start=False,
+        spend_budget=False,
         store=None,
         n_jobs=None,
         simulate_batch_size=None,
@@ -269,6 +275,7 @@ class TMNRE(BaseEstimator):
         self.max_rounds = max_rounds
         self.convergence_ratio = convergence_ratio
         self.warm_start = warm_start
+        self.spend_budget = spend_budget
         self.store = store
         self.n_jobs = n_jobs
         self.simulate_batch_size = simulate_batch_size
@@ -332,8 +339,10 @@ class TMNRE(BaseEstimator):
             raise TypeError(f"TMNRE: store must be a path, a SimulationStore or None; got "
                             f"{type(self.store).__name__}.")
         arr = np.asarray(x_o)
-        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise ValueError("TMNRE.fit: x_o must be a numeric, finite observation.")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"TMNRE.fit: x_o must be real numbers; got dtype {arr.dtype}.")
+        if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
+            raise ValueError("TMNRE.fit: x_o must be finite and within float32's range.")
         return arr
 
     @staticmethod
@@ -401,7 +410,7 @@ class TMNRE(BaseEstimator):
         workers = joblib.effective_n_jobs(self.n_jobs)
         return max(1, math.ceil(n_new / _APPENDS_PER_ROUND), 4 * workers)
 
-    def _simulate_round(self, store, k, prior_k, n_k, entropy):
+    def _simulate_round(self, store, k, prior_k, n_k, entropy, x_o):
         """Simulate round k's missing draws into the store; return the round's counts."""
         if len(store):
             inside = prior_k.contains(store.theta[self.prior.names])
@@ -438,6 +447,8 @@ class TMNRE(BaseEstimator):
                     for batch in sorted(pending, key=lambda b: not b[1].ok.any()):
                         self._append(store, k, *batch)
                     pending = []
+                    # A misshapen observation costs one batch, not a round.
+                    self._check_observation_shape(x_o, store.event_shape)
                 if bar is not None:
                     bar.update(len(index))
         finally:
@@ -522,11 +533,13 @@ class TMNRE(BaseEstimator):
         truncator = Truncator() if self.truncator is None else self.truncator
         records, estimators, truncators = [], [], []
         previous = prior_k = self.prior
-        for k, n_k in enumerate(budgets):
+        k, final = 0, False
+        while k < len(budgets):
+            n_k = budgets[k]
             start = time.perf_counter()
             prior_k = self._round_prior(store, k, prior_k, previous)
             mass_k = self.prior.untruncated().mass(prior_k.support)
-            counts = self._simulate_round(store, k, prior_k, n_k, entropy)
+            counts = self._simulate_round(store, k, prior_k, n_k, entropy, x_o)
             theta, X = self._training_data(store, k, prior_k)
             self._check_observation_shape(x_o, X.shape[1:])
             if len(theta) < 2:
@@ -556,9 +569,15 @@ class TMNRE(BaseEstimator):
                       f"best val_loss {rec['val_loss']:.4g}; box mass {mass_k:.4g} -> "
                       f"{trunc.mass_:.4g} (ratio {ratio:.3f}); {rec['seconds']:.1f} s",
                       flush=True)
-            if ratio > self.convergence_ratio:
-                break
+            unspent = sum(budgets[k + 1:])
+            if final or ratio > self.convergence_ratio:
+                if final or not (self.spend_budget and unspent):
+                    break
+                # Converged early: one last round gets every unspent simulation.
+                final = True
+                budgets = budgets[:k + 1] + [len(theta) + unspent]
             previous, prior_k = prior_k, prior_k.truncate(trunc.bounds_)
+            k += 1
 
         columns = ["round", "n_simulated", "n_reused", "n_failed", "n_train", "n_resumed",
                    "mass", "bounds", "val_loss", "seconds"]

@@ -197,8 +197,8 @@ def _assemble(outputs, n):
         if out.shape != event_shape:
             errors[i] = f"returned shape {out.shape}, expected {event_shape}"
             continue
-        if not np.issubdtype(out.dtype, np.number):
-            errors[i] = f"returned non-numeric dtype {out.dtype}"
+        if out.dtype.kind not in "biuf":
+            errors[i] = f"returned non-real dtype {out.dtype}"
             continue
         if not np.all(np.isfinite(out)):
             errors[i] = "returned NaN or infinite values"
@@ -279,15 +279,24 @@ def simulate(
         raise TypeError(f"simulate: simulator must be callable; got {type(simulator).__name__}.")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
         raise ValueError(f"simulate: timeout must be positive seconds or None; got {timeout!r}.")
     theta_arr = _validate_theta(theta)
     n = len(theta_arr)
     if n == 0:
         raise ValueError("simulate: theta has no rows.")
-    ids = np.arange(n) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
-    if ids.shape != (n,) or (ids < 0).any():
-        raise ValueError(f"simulate: row_ids must be {n} non-negative integers.")
+    if row_ids is None:
+        ids = np.arange(n)
+    else:
+        ids = np.asarray(row_ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"simulate: row_ids must be integers; got dtype {ids.dtype}.")
+        ids = ids.astype(np.int64)
+        if ids.shape != (n,) or (ids < 0).any():
+            raise ValueError(f"simulate: row_ids must be {n} non-negative integers.")
+        if len(np.unique(ids)) != n:
+            raise ValueError("simulate: row_ids must be unique (equal ids give equal seeds, "
+                             "i.e. identical noise).")
     entropy = _entropy(random_state)
     pass_rng = _accepts_rng(simulator)
 

@@ -173,8 +173,10 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"Truncator.fit: x_o has shape {arr.shape} but the estimator was trained on "
                 f"observations of shape {shape}; pass one observation of shape {shape} or "
                 f"(1, *{shape}).")
-        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-            raise ValueError("Truncator.fit: x_o must be numeric and finite.")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"Truncator.fit: x_o must be real numbers; got dtype {arr.dtype}.")
+        if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
+            raise ValueError("Truncator.fit: x_o must be finite and within float32's range.")
         return arr.astype(np.float32)
 
     def fit(self, x_o, y=None, *, estimator=None):
@@ -271,7 +273,14 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             A DataFrame after ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
-        return self.prior_.to_unit(theta).to_numpy()
+        th = self.prior_._as_array(theta, "Truncator.transform: theta")
+        if len(th) == 0:
+            raise ValueError("Truncator.transform: theta has 0 rows; pass at least one.")
+        impossible = ~self.prior_.untruncated().contains(th)
+        if impossible.any():
+            raise ValueError(f"Truncator.transform: {int(impossible.sum())} row(s) of theta lie "
+                             "outside the prior's support.")
+        return self.prior_.to_unit(th).to_numpy()
 
     def inverse_transform(self, u):
         """Map points of the unit cube back to parameters of the truncated prior.
@@ -285,6 +294,8 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         theta : ndarray of shape (n, n_params)
         """
         check_is_fitted(self)
+        if len(np.atleast_1d(np.asarray(u))) == 0:
+            raise ValueError("Truncator.inverse_transform: u has 0 rows; pass at least one.")
         return self.prior_.from_unit(u).to_numpy()
 
     def contains(self, theta):

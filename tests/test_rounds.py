@@ -390,3 +390,19 @@ def test_dask_cluster_gives_the_local_store(tmp_path):
     assert workers and str(os.getpid()) not in workers
     _assert_same_store(tmp_path / "local.zarr", tmp_path / "dask.zarr")
     pd.testing.assert_frame_equal(_comparable(local.rounds_), _comparable(remote.rounds_))
+
+
+def uninformative(theta, rng):
+    """Data that carry no information: the box never shrinks."""
+    return rng.standard_normal(2)
+
+
+def test_spend_budget_runs_a_final_round_with_the_unspent_simulations():
+    stop = _run(uninformative, n_sims=[100, 100, 100], max_rounds=3).fit(X_O)
+    assert len(stop.rounds_) == 1  # converged at once: the loop stops
+    spend = _run(uninformative, n_sims=[100, 100, 100], max_rounds=3,
+                 spend_budget=True).fit(X_O)
+    assert len(spend.rounds_) == 2
+    # the final round trains on round 0's simulations plus the 200 unspent ones
+    assert spend.rounds_["n_train"].iloc[1] == 300
+    assert spend.rounds_["n_simulated"].sum() >= 300
