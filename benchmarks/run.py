@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +63,8 @@ KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "n_c2st", "
 COLUMNS = KEY + [
     "c2st_1d", "c2st_2d", "coverage_mae", "coverage_max_shortfall",
     "coverage_n_below", "n_coverage", "n_sims_used", "epochs", "rounds", "train_seconds",
-    "posterior_seconds", "seconds", "peak_mb", "version", "threads", "load", "timestamp",
+    "posterior_seconds", "seconds", "peak_mb", "version", "commit", "threads", "load",
+    "timestamp",
 ]
 
 PRESETS = {
@@ -137,6 +139,18 @@ def configure(args):
     return settings, grid, out, docs, figure
 
 
+def code_commit():
+    """The checkout's commit, with ``+dirty`` when ``sklearn_tmnre/`` has local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sklearn_tmnre"],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
 def load_done(path):
     """Keys of the finished cells in a results file."""
     if not path.exists():
@@ -180,6 +194,7 @@ def run_grid(settings, grid, out, threads=2, log=print):
         log(f"sbi is not installed (pip install sbi, or the 'bench' extra): skipping {skipped}")
         methods = [m for m in methods if m not in SBI_METHODS]
     failures = []
+    commit = code_commit()
     torch.set_num_threads(threads)
     with threadpool_limits(threads):
         for task_name in grid["tasks"]:
@@ -187,18 +202,19 @@ def run_grid(settings, grid, out, threads=2, log=print):
             for budget in grid["budgets"]:
                 for seed in grid["seeds"]:
                     failures += _run_block(task, budget, seed, methods, grid["observations"],
-                                           settings, path, done, threads, log)
+                                           settings, path, done, (threads, commit), log)
     return failures
 
 
-def _row(settings, task, observation, budget, method, seed, result, threads, load):
+def _row(settings, task, observation, budget, method, seed, result, context, load):
     key = _key(settings, task.name, observation, budget, method, seed)
-    return {**dict(zip(KEY, key)), **result, "threads": threads,
+    threads, commit = context
+    return {**dict(zip(KEY, key)), **result, "commit": commit, "threads": threads,
             "load": round(load, 2),
             "timestamp": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def _run_block(task, budget, seed, methods, observations, settings, path, done, threads, log):
+def _run_block(task, budget, seed, methods, observations, settings, path, done, context, log):
     """The cells of one task, budget and seed: amortized methods share one simulation set."""
     failures = []
     references = {}
@@ -236,7 +252,7 @@ def _run_block(task, budget, seed, methods, observations, settings, path, done, 
                                                 settings)
                 else:
                     result = truncated_result(task, obs, budget, reference(obs), seed, settings)
-                row = _row(settings, task, obs, budget, method, seed, result, threads, load)
+                row = _row(settings, task, obs, budget, method, seed, result, context, load)
                 append_row(path, row)
                 done.add(tuple(str(row[k]) for k in KEY))
                 log(f"{cell} obs={obs}: C2ST 1-d {result['c2st_1d']:.3f}, "

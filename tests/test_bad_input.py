@@ -6,9 +6,7 @@ For every public entry point (``Prior``, ``simulate``, ``TMNREEstimator``,
 empty arrays, one sample, mismatched lengths, unknown or duplicate names,
 parameters outside the prior's support). Each must raise ``ValueError`` or
 ``TypeError`` whose message describes the problem, and the error must not come
-out of torch's internals. Combinations the code gets wrong today are marked
-``xfail(strict=True)`` with the reason, so that a fix turns them into failures
-to un-mark.
+out of torch's internals.
 
 Failing simulators (raising, hanging, NaN, wrong shape) are checked separately:
 each failure is reported per row and is never trained on.
@@ -84,10 +82,6 @@ def expect_clear_error(call, kind):
             f"the message does not describe the {kind} problem: {message!r}")
         return exc
     pytest.fail(f"bad input ({kind}) gave a silent result of type {type(result).__name__}")
-
-
-def xfail(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -250,19 +244,10 @@ X_TARGETS = {
     "log_ratio": lambda est, X, theta: est.log_ratio(X, _rows_like(theta, X)),
     "posterior": lambda est, X, theta: est.posterior(X),
 }
-OVERFLOW_X = ("X is validated in float64, then cast to float32 for torch: finite values beyond "
-              "float32's range become inf and give NaN posteriors. Fix: reject |X| > "
-              "np.finfo(np.float32).max in TMNREEstimator._validate_X.")
 
 
-def _x_cases():
-    for target in X_TARGETS:
-        for kind in ("nan", "inf", "overflow", "shape", "dtype", "empty"):
-            marks = [xfail(OVERFLOW_X)] if kind == "overflow" else []
-            yield pytest.param(target, kind, marks=marks, id=f"{target}-{kind}")
-
-
-@pytest.mark.parametrize("target, kind", list(_x_cases()))
+@pytest.mark.parametrize("kind", ["nan", "inf", "overflow", "shape", "dtype", "empty"])
+@pytest.mark.parametrize("target", list(X_TARGETS))
 @SETTINGS
 @given(draw=st.data())
 def test_estimator_rejects_bad_X(est, data, target, kind, draw):
@@ -293,35 +278,11 @@ THETA_TARGETS = {
     "score": lambda est, X, th: est.score(X[:len(th)] if np.ndim(th) else X, th),
     "log_ratio": lambda est, X, th: est.log_ratio(X[:len(th)] if np.ndim(th) else X, th),
 }
-OVERFLOW_THETA = ("theta inside an unbounded prior but beyond float32's range becomes inf in "
-                  "torch (NaN logits, NaN score). Fix: reject |theta| > np.finfo(np.float32).max "
-                  "in TMNREEstimator._validate_theta.")
-DUPLICATE_THETA = ("_validate_theta selects columns by name without checking for duplicates, "
-                   "so the message blames a missing column or a shape. Fix: in "
-                   "TMNREEstimator._validate_theta, after the str() renaming, raise "
-                   "ValueError(f'{argname} has duplicate column names {dups}.') when "
-                   "theta.columns.duplicated().any().")
-OUTSIDE_THETA = ("log_ratio and score evaluate the network at parameters outside the prior's "
-                 "support (the ratio is undefined there; score returns -inf). Fix: in "
-                 "log_ratio and score, after _validate_theta, raise ValueError when "
-                 "~self.prior_.contains(th) for any row, as fit does.")
 
 
-def _theta_cases():
-    for target in THETA_TARGETS:
-        for kind in ("nan", "inf", "overflow", "shape", "dtype", "empty", "unknown",
-                     "duplicate", "outside"):
-            marks = []
-            if kind == "overflow":
-                marks = [xfail(OVERFLOW_THETA)]
-            elif kind == "duplicate" and target != "fit":
-                marks = [xfail(DUPLICATE_THETA)]
-            elif kind == "outside" and target != "fit":
-                marks = [xfail(OUTSIDE_THETA)]
-            yield pytest.param(target, kind, marks=marks, id=f"{target}-{kind}")
-
-
-@pytest.mark.parametrize("target, kind", list(_theta_cases()))
+@pytest.mark.parametrize("kind", ["nan", "inf", "overflow", "shape", "dtype", "empty",
+                                  "unknown", "duplicate", "outside"])
+@pytest.mark.parametrize("target", list(THETA_TARGETS))
 @SETTINGS
 @given(draw=st.data())
 def test_estimator_rejects_bad_theta(est, data, target, kind, draw):
@@ -330,9 +291,6 @@ def test_estimator_rejects_bad_theta(est, data, target, kind, draw):
     expect_clear_error(lambda: THETA_TARGETS[target](est, X, bad), kind)
 
 
-@xfail("A 3-d y is reported as 'y has -1 parameter column(s)'. Fix: in "
-       "TMNREEstimator._parameter_names, when arr.ndim not in (1, 2), raise ValueError("
-       "f'y must have shape (n,) or (n, D); got shape {arr.shape}.').")
 def test_fit_names_the_shape_of_a_3d_target(est, data):
     X, theta = data
     with pytest.raises(ValueError, match=r"shape \(40, 2, 1\)"):
@@ -350,10 +308,7 @@ def test_unknown_marginals_and_missing_target(est, data):
 
 
 # ---------------------------------------------------------------- posterior(x)
-@pytest.mark.parametrize("kind", [
-    "nan", "inf", "shape", "dtype",
-    pytest.param("overflow", marks=xfail(OVERFLOW_X)),
-])
+@pytest.mark.parametrize("kind", ["nan", "inf", "shape", "dtype", "overflow"])
 @SETTINGS
 @given(draw=st.data())
 def test_posterior_rejects_a_bad_observation(est, data, kind, draw):
@@ -362,17 +317,7 @@ def test_posterior_rejects_a_bad_observation(est, data, kind, draw):
 
 
 # ------------------------------------------------------------------- Truncator
-@pytest.mark.parametrize("kind", [
-    "nan", "inf", "shape", "dtype",
-    pytest.param("overflow", marks=xfail(
-        "x_o beyond float32 becomes inf, every logit NaN, and Truncator.fit fails with an "
-        "IndexError (no kept point). Fix: in Truncator._check_observation reject "
-        "|x_o| > np.finfo(np.float32).max with a ValueError naming x_o.")),
-    pytest.param("complex", marks=xfail(
-        "np.issubdtype(complex, np.number) is True, so a complex x_o passes and its imaginary "
-        "part is silently dropped. Fix: in Truncator._check_observation require "
-        "arr.dtype.kind in 'biuf' (TypeError: x_o must be real numbers).")),
-])
+@pytest.mark.parametrize("kind", ["nan", "inf", "shape", "dtype", "overflow", "complex"])
 @SETTINGS
 @given(draw=st.data())
 def test_truncator_fit_rejects_a_bad_observation(est, data, kind, draw):
@@ -381,31 +326,8 @@ def test_truncator_fit_rejects_a_bad_observation(est, data, kind, draw):
                        "dtype" if kind == "complex" else kind)
 
 
-TRANSFORM_INF = ("Prior._as_array rejects NaN but not +-inf, so transform maps inf to 0 or 1. "
-                 "Fix: in Prior._as_array test np.isfinite and raise ValueError(f'{argname}: "
-                 "contains NaN or infinite values.').")
-TRANSFORM_EMPTY = ("Truncator.transform of 0 rows returns an empty array, where scikit-learn "
-                   "transformers raise. Fix: in Truncator.transform/inverse_transform raise "
-                   "ValueError('Truncator.transform: theta has 0 rows; ...') for empty input.")
-DUPLICATE_PRIOR = ("Prior._as_array selects columns by name without checking for duplicates, "
-                   "so the message blames a missing column or a shape. Fix: in "
-                   "Prior._as_array raise ValueError(f'{argname}: duplicate columns {dups}.') "
-                   "when theta.columns.duplicated().any().")
-TRANSFORM_OUTSIDE = ("Truncator.transform clips parameters outside the original prior's "
-                     "support (impossible values) to 0 or 1. Fix: in Truncator.transform raise "
-                     "ValueError when ~self.prior_.untruncated().contains(theta) for any row "
-                     "(values outside the box but inside the support keep the documented "
-                     "clipping).")
-
-
-def _transform_cases():
-    marks = {"inf": TRANSFORM_INF, "empty": TRANSFORM_EMPTY, "duplicate": DUPLICATE_PRIOR,
-             "outside": TRANSFORM_OUTSIDE}
-    for kind in ("nan", "inf", "shape", "dtype", "empty", "unknown", "duplicate", "outside"):
-        yield pytest.param(kind, marks=[xfail(marks[kind])] if kind in marks else [], id=kind)
-
-
-@pytest.mark.parametrize("kind", list(_transform_cases()))
+@pytest.mark.parametrize("kind", ["nan", "inf", "shape", "dtype", "empty", "unknown",
+                                  "duplicate", "outside"])
 @SETTINGS
 @given(draw=st.data())
 def test_truncator_transform_rejects_bad_theta(trunc, data, kind, draw):
@@ -432,15 +354,8 @@ PRIOR_TARGETS = {
 }
 
 
-def _prior_cases():
-    marks = {"inf": TRANSFORM_INF, "duplicate": DUPLICATE_PRIOR}
-    for target in PRIOR_TARGETS:
-        for kind in ("nan", "inf", "shape", "dtype", "unknown", "duplicate"):
-            mark = [xfail(marks[kind])] if kind in marks else []
-            yield pytest.param(target, kind, marks=mark, id=f"{target}-{kind}")
-
-
-@pytest.mark.parametrize("target, kind", list(_prior_cases()))
+@pytest.mark.parametrize("kind", ["nan", "inf", "shape", "dtype", "unknown", "duplicate"])
+@pytest.mark.parametrize("target", list(PRIOR_TARGETS))
 @SETTINGS
 @given(draw=st.data())
 def test_prior_methods_reject_bad_theta(data, target, kind, draw):
@@ -462,11 +377,6 @@ def test_prior_rejects_bad_distributions(distributions, error, match):
         Prior(distributions)
 
 
-@xfail("A distribution with NaN or infinite parameters (stats.norm(nan, 1), "
-       "stats.norm(0, inf)) is accepted and samples NaN. Fix: in prior._check_distribution "
-       "raise ValueError(f'Prior: distribution {name!r} has NaN or infinite parameters "
-       "{dist.args} {dist.kwds}.') when any arg/kwd is not finite or the test draws are not "
-       "finite.")
 @SETTINGS
 @given(params=st.sampled_from([(np.nan, 1.0), (np.inf, 1.0), (-np.inf, 1.0), (0.0, np.nan),
                                (0.0, np.inf)]))
@@ -511,9 +421,6 @@ def test_prior_sample_rejects_bad_n(n):
         PRIOR.sample(n)
 
 
-@xfail("Prior.marginal(['a', 'a']) reports 'bounds must have shape (1, 2)'. Fix: in "
-       "Prior.marginal raise ValueError(f'Prior: duplicate parameter names {dups}.') when "
-       "len(set(names)) != len(names).")
 def test_prior_marginal_names_duplicates():
     with pytest.raises(ValueError, match="duplicate"):
         PRIOR.marginal(["a", "a"])
@@ -540,19 +447,10 @@ def test_simulate_rejects_bad_theta(data, kind, draw):
     ({"random_state": "0"}, "random_state"),
     ({"row_ids": [0]}, "row_ids"),
     ({"row_ids": [0, -1]}, "row_ids"),
-    pytest.param({"row_ids": [0.5, 1.5]}, "row_ids", marks=xfail(
-        "Fractional row_ids are truncated to int silently (0.5, 1.5 -> seeds 0, 1). Fix: in "
-        "simulate, np.asarray(row_ids) must have an integer dtype (TypeError naming row_ids).")),
-    pytest.param({"row_ids": [3, 3]}, "row_ids", marks=xfail(
-        "Duplicate row_ids give two rows the same seed, i.e. identical noise: silently "
-        "correlated simulations. Fix: raise ValueError('simulate: row_ids must be unique') "
-        "when len(np.unique(ids)) != n.")),
-    pytest.param({"row_ids": ["a", "b"]}, "row_ids", marks=xfail(
-        "Text row_ids raise numpy's 'invalid literal for int()', which does not name "
-        "row_ids. Fix: convert inside try/except and raise TypeError naming row_ids.")),
-    pytest.param({"timeout": "1"}, "timeout", marks=xfail(
-        "timeout='1' raises \"'>' not supported between 'str' and 'int'\", which does not "
-        "name timeout. Fix: check isinstance(timeout, numbers.Real) first.")),
+    ({"row_ids": [0.5, 1.5]}, "row_ids"),  # would truncate to seeds 0, 1
+    ({"row_ids": [3, 3]}, "row_ids"),  # one seed twice: identical noise
+    ({"row_ids": ["a", "b"]}, "row_ids"),
+    ({"timeout": "1"}, "timeout"),
 ])
 def test_simulate_argument_errors_name_the_argument(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -567,7 +465,7 @@ def test_simulate_rejects_a_simulator_that_is_not_callable():
 # ---------------------------------------------------------- failing simulators
 MODES = ("ok", "raise", "nan", "inf", "shape", "text")
 ERRORS = {"raise": "boom", "nan": "NaN or infinite", "inf": "NaN or infinite",
-          "shape": r"shape \(3,\), expected \(2,\)", "text": "non-numeric"}
+          "shape": r"shape \(3,\), expected \(2,\)", "text": "non-(real|numeric) dtype"}
 
 
 def _mode(theta_row):
@@ -632,9 +530,6 @@ def test_simulate_times_out_hanging_rows():
     assert result.errors[1] == result.errors[3] == "timed out"
 
 
-@xfail("A simulator returning complex values is cast to real with only a ComplexWarning: "
-       "the imaginary part is dropped silently. Fix: in simulate._assemble treat "
-       "out.dtype.kind == 'c' as a failure ('returned complex values').")
 def test_simulate_complex_output_is_a_failure():
     result = simulate(lambda th: th + 1j, np.zeros((3, 2)), return_result=True)
     assert not result.ok.any()
@@ -707,17 +602,7 @@ def _counting_run(calls, **kwargs):
     return TMNRE(counted, PRIOR, **params)
 
 
-@pytest.mark.parametrize("kind", [
-    "nan", "inf", "dtype",
-    pytest.param("complex", marks=xfail(
-        "TMNRE._check_params accepts complex x_o (np.issubdtype(complex, np.number)); the "
-        "error comes only after a round was simulated and trained. Fix: require "
-        "arr.dtype.kind in 'biuf' there.")),
-    pytest.param("overflow", marks=xfail(
-        "x_o beyond float32 passes TMNRE's finiteness check; the round is simulated and "
-        "trained, then Truncator.fit fails with an IndexError. Fix: reject |x_o| > "
-        "np.finfo(np.float32).max in TMNRE._check_params.")),
-])
+@pytest.mark.parametrize("kind", ["nan", "inf", "dtype", "complex", "overflow"])
 @SETTINGS
 @given(draw=st.data())
 def test_tmnre_rejects_a_bad_observation_before_simulating(data, kind, draw):
@@ -735,10 +620,6 @@ def test_tmnre_rejects_a_misshapen_observation(data, draw):
     expect_clear_error(lambda: _counting_run([]).fit(x_o), "shape")
 
 
-@xfail("TMNRE checks x_o's shape against the simulations only after the whole first round "
-       "was simulated (and stored): days of simulation before a shape error. Fix: in "
-       "TMNRE._simulate_round, check x_o against the event shape of the first successful "
-       "batch (or store.event_shape when resuming) and raise before simulating more.")
 def test_tmnre_misshapen_observation_costs_at_most_one_batch():
     calls = []
     with pytest.raises(ValueError, match="x_o has shape"):
