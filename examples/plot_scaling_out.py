@@ -149,10 +149,10 @@ if __name__ == "__main__":
     fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
     for r in np.unique(store.rounds):
         sims = store.theta[store.rounds == r]
-        ax.plot(sims["Om"], sims["w"], ".", ms=2, label=f"round {r}: {len(sims)} simulations")
-    ax.plot(truth["Om"], truth["w"], "k+", ms=12, mew=2)
+        ax.plot(sims["Om"], sims["M"], ".", ms=2, label=f"round {r}: {len(sims)} simulations")
+    ax.plot(truth["Om"], truth["M"], "k+", ms=12, mew=2)
     ax.set_xlabel(r"$\Omega_m$")
-    ax.set_ylabel("$w$")
+    ax.set_ylabel("$M$")
     ax.set_title("simulations in the store")
     ax.legend(markerscale=4)
     fig.savefig(OUT / "scaling_out_store.png", dpi=120)

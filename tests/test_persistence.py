@@ -159,9 +159,10 @@ def test_truncated_prior_and_dataframe_features_round_trip(data, tmp_path):
     box = PRIOR.truncate({"a": (-1.5, 1.9), "b": (-2.0, 2.5)})
     inside = box.contains(theta)
     frame = pd.DataFrame(X[inside], columns=["x0", "x1"])
-    est = _small(prior=box).fit(frame, theta[inside])
+    est = _small(prior=box, marginals=[("a",), ("b", "a")]).fit(frame, theta[inside])
     loaded = load_estimator(save_estimator(est, tmp_path / "m"))
     assert loaded.prior == box
+    assert loaded.get_params() == est.get_params()  # tuples in lists stay tuples
     np.testing.assert_array_equal(loaded.feature_names_in_, ["x0", "x1"])
     np.testing.assert_array_equal(loaded.predict(frame), est.predict(frame))
 
