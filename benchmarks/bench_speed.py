@@ -326,8 +326,6 @@ def _scale_case(n_params, n, epochs, n_threads):
     A fresh process makes the peak resident set of the fit measurable: memory
     that an earlier case freed is not there to be reused.
     """
-    import resource
-
     torch.set_num_threads(n_threads)
     prior, theta, X = _linear_problem(n_params, n)
     # A small warm-up fit first: torch's one-off start-up costs are not per-epoch costs.
@@ -335,8 +333,18 @@ def _scale_case(n_params, n, epochs, n_threads):
     est = TMNREEstimator(prior=prior, max_epochs=epochs, patience=epochs + 1, **_SCALE_ARCH)
     with PeakMemory() as mem:
         est.fit(X, theta)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return epoch_seconds(est), mem.peak_mb, peak_rss, n_parameters(est.net_.module_)
+    return epoch_seconds(est), mem.peak_mb, _peak_rss_mb(), n_parameters(est.net_.module_)
+
+
+def _peak_rss_mb():
+    """The process's peak resident set (VmHWM; getrusage's maximum survives fork + exec)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def _in_fresh_process(fn, *args):

@@ -191,6 +191,8 @@ fig = corner(posteriors, truths=dict(FIDUCIAL), reference=reference, labels=labe
              legend=[f"round {r}" for r in run.rounds_["round"]])
 fig.set_size_inches(10, 10)
 fig.savefig(OUT / "cmb_corner_rounds.png", dpi=100)
+for stale in OUT.glob("cmb_corner_round[0-9]*.png"):  # from an earlier run with more rounds
+    stale.unlink()
 for r, posterior in zip(run.rounds_["round"], posteriors):
     fig = corner(posterior, truths=dict(FIDUCIAL), reference=reference, labels=labels)
     fig.set_size_inches(8, 8)
