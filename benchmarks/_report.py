@@ -304,7 +304,7 @@ def render(results, docs, figure):
             "estimators only; `tmnre_truncated` inside its last box); largest shortfall: the "
             "largest nominal - empirical coverage (overconfidence). Seconds: training (shared "
             "by all observations for amortized methods) + producing the posterior draws of one "
-            "observation; C2ST time excluded. Peak MiB: growth of the process's resident "
+            "observation; C2ST time excluded. Memory growth: of the process's resident "
             "memory during the cell (memory held from earlier cells is reused and not "
             "counted).", "",
             f"![C2ST vs budget]({rel})", "",

@@ -165,7 +165,7 @@ def sbi_trainer(task, theta, X, epochs, seed=0):
 
     torch.manual_seed(seed)
     trainer = NRE_A(prior=torch_prior(task.prior), show_progress_bars=False)
-    trainer.append_simulations(torch.as_tensor(theta.to_numpy(), dtype=torch.float32),
+    trainer.append_simulations(torch.as_tensor(theta.to_numpy(dtype=np.float32, copy=True)),
                                torch.as_tensor(X, dtype=torch.float32))
     estimator = trainer.train(max_num_epochs=epochs, stop_after_epochs=epochs + 1,
                               training_batch_size=200)
