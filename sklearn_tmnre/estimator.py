@@ -425,8 +425,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net_ = self._build_net(X, theta, seed)
-            self.net_.fit(PairData(torch.as_tensor(X, dtype=torch.float32),
-                                   torch.as_tensor(theta, dtype=torch.float32)), None)
+            self.net_.fit(PairData(_float_tensor(X), _float_tensor(theta)), None)
         self.net_.module_.eval()
         return self
 
@@ -495,7 +494,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def _embed(self, X):
         net = self.net_.module_
         device = self.net_.device
-        chunks = [net.embed(torch.as_tensor(X[i:i + 4096], dtype=torch.float32, device=device))
+        chunks = [net.embed(_float_tensor(X[i:i + 4096]).to(device))
                   for i in range(0, len(X), 4096)]
         return torch.cat(chunks)
 
@@ -727,7 +726,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
 
     # ---------------------------------------------------------- persistence
-    def save(self, path):
+    def save(self, path, *, overwrite=False):
         """Save the fitted estimator to a directory, without pickle.
 
         Hyperparameters, prior and fitted metadata go to JSON; weights to a
@@ -737,19 +736,30 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         path : str or Path
-            Directory to create (or overwrite).
+            Directory to create.
+        overwrite : bool, default=False
+            Replace an existing model directory at ``path`` (refused otherwise,
+            so a saved model is never clobbered by accident).
+
+        Returns
+        -------
+        pathlib.Path
+            The model directory.
         """
         from .persistence import save_estimator
 
-        save_estimator(self, path)
+        return save_estimator(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path, trust_embedding=False):
+    def load(cls, path, *, device="cpu", trust_embedding=False):
         """Load an estimator saved by :meth:`save` (no code runs from the files).
 
         Parameters
         ----------
         path : str or Path
+        device : str, default="cpu"
+            Where to place the weights (a CUDA-trained model loads on a
+            machine without CUDA with the default).
         trust_embedding : bool, default=False
             Allow importing a custom embedding class recorded in the files
             (importing a module runs its code).
@@ -760,7 +770,20 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         from .persistence import load_estimator
 
-        return load_estimator(path, cls=cls, trust_embedding=trust_embedding)
+        return load_estimator(path, cls=cls, device=device, trust_embedding=trust_embedding)
+
+
+def _float_tensor(a):
+    """A float32 tensor of ``a``, sharing memory where it can.
+
+    A read-only array (a memory-mapped file, a broadcast view) is copied first:
+    torch cannot share memory with it without warning that writes would be
+    undefined behaviour.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _silent(*args, **kwargs):

@@ -324,8 +324,9 @@ class TMNRE(BaseEstimator):
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"TMNRE: on_error must be 'skip' or 'raise'; got "
                              f"{self.on_error!r}.")
-        if self.timeout is not None and not (isinstance(self.timeout, numbers.Real)
-                                             and self.timeout > 0):
+        if self.timeout is not None and (isinstance(self.timeout, bool)
+                                         or not isinstance(self.timeout, numbers.Real)
+                                         or not self.timeout > 0):
             raise ValueError(f"TMNRE: timeout must be positive seconds or None; got "
                              f"{self.timeout!r}.")
         bs = self.simulate_batch_size

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import signal
 import threading
 import traceback
@@ -279,7 +280,8 @@ def simulate(
         raise TypeError(f"simulate: simulator must be callable; got {type(simulator).__name__}.")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
-    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not timeout > 0):
         raise ValueError(f"simulate: timeout must be positive seconds or None; got {timeout!r}.")
     theta_arr = _validate_theta(theta)
     n = len(theta_arr)

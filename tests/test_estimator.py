@@ -227,3 +227,19 @@ def test_errors(problem, trained):
         TMNREEstimator(batch_size=1).fit(X[:100], theta[:100])
     with pytest.raises(ValueError, match="at least 2 samples"):
         est.fit(X[:1], theta[:1])
+
+
+def test_read_only_and_memory_mapped_inputs_fit_without_warnings(problem, tmp_path):
+    import warnings
+
+    prior, X, theta = problem
+    path = tmp_path / "X.npy"
+    np.save(path, X[:300].astype(np.float32))
+    X_mmap = np.load(path, mmap_mode="r")  # read-only float32: torch would share memory
+    assert not X_mmap.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        est = TMNREEstimator(prior=prior, **{**TINY, "max_epochs": 1}).fit(X_mmap, theta[:300])
+    ref = TMNREEstimator(prior=prior, **{**TINY, "max_epochs": 1}).fit(np.array(X_mmap),
+                                                                       theta[:300])
+    np.testing.assert_array_equal(est.predict(X_mmap[:5]), ref.predict(X[:5].astype(np.float32)))

@@ -107,9 +107,14 @@ def test_saved_model_gives_identical_outputs(fitted, saved, data):
 
 def test_estimator_save_and_load_methods(fitted, data, tmp_path):
     X, _ = data
-    fitted.save(tmp_path / "m")
-    loaded = TMNREEstimator.load(tmp_path / "m")
+    assert fitted.save(tmp_path / "m") == tmp_path / "m"
+    loaded = TMNREEstimator.load(tmp_path / "m", device="cpu")
     np.testing.assert_array_equal(loaded.predict(X[:20]), fitted.predict(X[:20]))
+    with pytest.raises((FileExistsError, ValueError), match="overwrite"):
+        fitted.save(tmp_path / "m")
+    fitted.save(tmp_path / "m", overwrite=True)
+    np.testing.assert_array_equal(TMNREEstimator.load(tmp_path / "m").predict(X[:20]),
+                                  fitted.predict(X[:20]))
 
 
 def test_saved_history_is_the_training_history(fitted, saved):
