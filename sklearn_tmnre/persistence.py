@@ -50,6 +50,7 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
+from ._durable import fsync_dir
 from ._training import RatioLoss, RatioNet
 from .networks import EMBEDDINGS, RatioNetwork, make_embedding
 from .prior import Prior
@@ -232,14 +233,6 @@ def _is_model_dir(path):
         return False
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_estimator(estimator, path, *, overwrite=False):
     """Write a fitted estimator to a model directory without pickle.
 
@@ -342,12 +335,12 @@ def save_estimator(estimator, path, *, overwrite=False):
         _fsync_write(tmp / _HISTORY, lambda f: f.write(history_bytes))
         # config.json last: a directory without it is never taken for a model.
         _fsync_write(tmp / _CONFIG, lambda f: f.write(_json_bytes(config)))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
             os.replace(path, old)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not path.exists():

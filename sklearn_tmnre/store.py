@@ -40,7 +40,6 @@ tools reading the arrays directly (dask, xarray) should use the first
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -57,7 +56,8 @@ import numpy as np
 import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
-from zarr.storage import LocalStore
+
+from ._durable import DurableLocalStore, durable_mkdir, durable_write
 
 try:
     import fcntl
@@ -78,80 +78,6 @@ _ARRAYS = ("theta", "X", "ok", "round", "index")
 # arrays with tiny rows (ok, round, index).
 _CHUNK_BYTES = 2 << 20
 _MAX_CHUNK_ROWS = 16384
-
-
-def _fsync_dir(path):
-    # Persists the directory entry of a file just created or renamed into ``path``;
-    # directories cannot be opened for fsync on Windows.
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _durable_mkdir(path, synced=None):
-    path = Path(path)
-    if path.is_dir():
-        return
-    _durable_mkdir(path.parent, synced)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir()
-    _sync_dir_later(path.parent, synced)
-
-
-def _sync_dir_later(path, synced):
-    # ``synced`` collects directories whose fsync is deferred to one pass before the
-    # commit (fsync each directory once, not once per file); None: fsync now.
-    if synced is None:
-        _fsync_dir(path)
-    else:
-        synced.add(path)
-
-
-def _durable_write(path, data, synced=None):
-    """Replace ``path`` by ``data`` atomically and durably (temp file, fsync, rename)."""
-    path = Path(path)
-    _durable_mkdir(path.parent, synced)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _sync_dir_later(path.parent, synced)
-
-
-class _DurableLocalStore(LocalStore):
-    """A zarr ``LocalStore`` whose every write is fsync'd before it is renamed into place.
-
-    The directories of the renamed files are collected in ``unsynced_dirs``; the
-    caller fsyncs them (:meth:`sync_dirs`) before it commits.
-    """
-
-    def __init__(self, root, *, read_only=False):
-        super().__init__(root, read_only=read_only)
-        self.unsynced_dirs = set()
-
-    async def set(self, key, value):
-        self._check_writable()
-        await asyncio.to_thread(_durable_write, self.root / key, value.as_buffer_like(),
-                                self.unsynced_dirs)
-
-    def set_sync(self, key, value):
-        self._check_writable()
-        _durable_write(self.root / key, value.as_buffer_like(), self.unsynced_dirs)
-
-    def sync_dirs(self, pool):
-        list(pool.map(_fsync_dir, self.unsynced_dirs))
-        self.unsynced_dirs.clear()
 
 
 def _json_default(obj):
@@ -217,7 +143,7 @@ class _Attrs(MutableMapping):
             self._write(attrs)
 
     def _write(self, attrs):
-        _durable_write(self._store.path / _ATTRS,
+        durable_write(self._store.path / _ATTRS,
                        json.dumps(attrs, default=_json_default, indent=1).encode())
 
     def __repr__(self):
@@ -351,7 +277,7 @@ class SimulationStore:
         return commit
 
     def _zarr_store(self):
-        return _DurableLocalStore(self.path, read_only=self._read_only)
+        return DurableLocalStore(self.path, read_only=self._read_only)
 
     def _array(self, name):
         """The zarr array ``name``, reopened when another process has grown it."""
@@ -386,7 +312,7 @@ class SimulationStore:
                 errno.EACCES, f"SimulationStore: cannot {action}, the store was opened read-only "
                 "(mode='r'); open it with mode='a' to write", str(self.path))
         with self._thread_lock:
-            _durable_mkdir(self.path)
+            durable_mkdir(self.path)
             fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 if fcntl is not None:
@@ -420,7 +346,7 @@ class SimulationStore:
                                   str(self.path))
         probe = self.path / f".probe-{uuid.uuid4().hex}"
         try:
-            _durable_mkdir(self.path)
+            durable_mkdir(self.path)
             with open(probe, "wb") as f:
                 f.write(bytes(int(nbytes)))
                 f.flush()
@@ -612,7 +538,7 @@ class SimulationStore:
         with self._locked("append"), ThreadPoolExecutor(len(_ARRAYS)) as pool:
             commit = self._refresh()
             names, theta_arr = self._check_schema(names, theta_arr, X)
-            zstore = _DurableLocalStore(self.path)
+            zstore = DurableLocalStore(self.path)
             if commit["names"] is None:
                 x_dtype = np.float32 if X.dtype == np.float32 else np.float64
                 self._create_arrays(zstore, names, X.shape[1:], x_dtype)
@@ -654,7 +580,7 @@ class SimulationStore:
             zstore.sync_dirs(pool)
             new = dict(commit, n_rows=stop, n_failed=commit["n_failed"] + int((~ok).sum()),
                        errors_bytes=errors_bytes)
-            _durable_write(self.path / _COMMIT, json.dumps(new, indent=1).encode())
+            durable_write(self.path / _COMMIT, json.dumps(new, indent=1).encode())
             self._commit = new
             if cols["n"] == start:
                 for name in ("theta", "ok", "round", "index"):

@@ -150,13 +150,13 @@ def test_select_reads_only_the_chunks_of_selected_rows(tmp_path, monkeypatch):
     store = SimulationStore(tmp_path / "s.zarr")
     store.append(*_batch(64))
     read = []
-    original = store_module._DurableLocalStore.get
+    original = store_module.DurableLocalStore.get
 
     async def spy(self, key, *args, **kwargs):
         read.append(key)
         return await original(self, key, *args, **kwargs)
 
-    monkeypatch.setattr(store_module._DurableLocalStore, "get", spy)
+    monkeypatch.setattr(store_module.DurableLocalStore, "get", spy)
     store = SimulationStore(tmp_path / "s.zarr", mode="r")
     _, X, rows = store.select({"a": (17.0, 20.0)})
     np.testing.assert_array_equal(X[:, 0], [17, 18, 19, 20])
@@ -261,19 +261,19 @@ def test_failure_between_data_and_commit_leaves_no_trace(tmp_path, monkeypatch):
     path = tmp_path / "s.zarr"
     store = SimulationStore(path)
     store.append(*_batch(5))
-    original = store_module._durable_write
+    original = store_module.durable_write
 
     def crash_at_commit(target, data, synced=None):
         if target.name == store_module._COMMIT:
             raise KeyboardInterrupt("killed before the commit")
         original(target, data, synced)
 
-    monkeypatch.setattr(store_module, "_durable_write", crash_at_commit)
+    monkeypatch.setattr(store_module, "durable_write", crash_at_commit)
     theta, X = _batch(300, start=5)
     with pytest.raises(KeyboardInterrupt):
         store.append(theta, X, ok=np.arange(300) % 2 == 0,
                      errors=[None if i % 2 == 0 else "bad" for i in range(300)], round=1)
-    monkeypatch.setattr(store_module, "_durable_write", original)
+    monkeypatch.setattr(store_module, "durable_write", original)
 
     reopened = SimulationStore(path)
     assert (len(reopened), reopened.n_failed) == (5, 0)
@@ -291,17 +291,17 @@ def test_failure_between_data_and_commit_leaves_no_trace(tmp_path, monkeypatch):
 
 def test_failed_first_append_leaves_an_empty_store(tmp_path, monkeypatch):
     path = tmp_path / "s.zarr"
-    original = store_module._durable_write
+    original = store_module.durable_write
 
     def crash_at_commit(target, data, synced=None):
         if target.name == store_module._COMMIT:
             raise OSError(errno.ENOSPC, "No space left on device")
         original(target, data, synced)
 
-    monkeypatch.setattr(store_module, "_durable_write", crash_at_commit)
+    monkeypatch.setattr(store_module, "durable_write", crash_at_commit)
     with pytest.raises(OSError):
         SimulationStore(path).append(*_batch(3))
-    monkeypatch.setattr(store_module, "_durable_write", original)
+    monkeypatch.setattr(store_module, "durable_write", original)
     store = SimulationStore(path)
     assert len(store) == 0 and store.names is None
     store.append(pd.DataFrame({"c": [1.0]}), np.zeros((1, 5)))
