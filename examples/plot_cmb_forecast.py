@@ -113,7 +113,7 @@ for ax, name, data, model in zip(axes, SPECTRUM_UNITS, spectra, mean):
     ax.set_ylabel(rf"$D_\ell^{{{name}}}$ [{SPECTRUM_UNITS[name]:g} μK$^2$]")
 axes[0].legend(loc="upper right")
 axes[-1].set_xlabel(r"multipole $\ell$")
-fig.savefig(OUT / "cmb_observation.png", dpi=120)
+fig.savefig(OUT / "cmb_observation.png", dpi=120, bbox_inches="tight")
 
 # %%
 # The Fisher forecast and exact posterior samples

@@ -155,7 +155,7 @@ if __name__ == "__main__":
     ax.set_ylabel("$M$")
     ax.set_title("simulations in the store")
     ax.legend(markerscale=4)
-    fig.savefig(OUT / "scaling_out_store.png", dpi=120)
+    fig.savefig(OUT / "scaling_out_store.png", dpi=120, bbox_inches="tight")
 
     summary = run.posterior_.summary()
     summary.insert(0, "truth", summary.index.map(truth))

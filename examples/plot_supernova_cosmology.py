@@ -97,7 +97,7 @@ ax.set_xscale("log")
 ax.set_xlabel("redshift $z$")
 ax.set_ylabel("apparent magnitude $m$")
 ax.legend()
-fig.savefig(OUT / "supernova_hubble_diagram.png", dpi=120)
+fig.savefig(OUT / "supernova_hubble_diagram.png", dpi=120, bbox_inches="tight")
 
 # %%
 # TMNRE for the global parameters
@@ -128,7 +128,7 @@ print(table.round(4).to_string())
 fig = corner([est.posterior(x_o) for est in run.estimators_], truths=truth,
              reference=reference, labels={"Om": r"$\Omega_m$", "w": "$w$", "M": "$M$"},
              legend=[f"round {r}" for r in run.rounds_["round"]])
-fig.savefig(OUT / "supernova_corner.png", dpi=120)
+fig.savefig(OUT / "supernova_corner.png", dpi=120, bbox_inches="tight")
 
 # %%
 # Part 2: one latent parameter per supernova
@@ -211,5 +211,5 @@ axes[0].set_ylabel(r"posterior mean $\pm$ std")
 axes[0].set_title("object by object (observation 1)")
 axes[0].legend()
 coverage_plot(frame, ax=axes[1])
-fig.savefig(OUT / "supernova_latents.png", dpi=120)
+fig.savefig(OUT / "supernova_latents.png", dpi=120, bbox_inches="tight")
 print(f"\nFigures saved under {OUT}; total {time.perf_counter() - START:.0f} s")

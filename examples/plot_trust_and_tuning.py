@@ -104,7 +104,7 @@ print("\nExpected coverage of the unbalanced estimator at the 70 % and 95 % leve
 print(table[table["level"].isin([0.7, 0.95])].round(3).to_string(index=False))
 fig = coverage_plot(table)
 fig.axes[0].set_title("balance = 0")
-fig.savefig(OUT / "trust_coverage.png", dpi=120)
+fig.savefig(OUT / "trust_coverage.png", dpi=120, bbox_inches="tight")
 
 # %%
 # Grid search: embedding width and balance
@@ -160,7 +160,7 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), layout="constrained")
 for ax, frame, title in ((axes[0], table, "balance = 0"), (axes[1], table_b, "balance = 10")):
     coverage_plot(frame, ax=ax)
     ax.set_title(title)
-fig.savefig(OUT / "trust_balance.png", dpi=120)
+fig.savefig(OUT / "trust_balance.png", dpi=120, bbox_inches="tight")
 for name, model, frame in (("balance=0", est, table), ("balance=10", balanced, table_b)):
     gap = (frame["coverage"] - frame["level"]).mean()
     print(f"test set, {name}: mean posterior std {-sharpness(model, X_test, theta_test):.4f}, "

@@ -34,7 +34,10 @@ MAX_EPOCHS = 5 if QUICK else 300
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)
 # One thread in the tiny setting: torch's thread pool spins badly on a shared machine.
-torch.set_num_threads(1 if QUICK else (os.cpu_count() or 1))
+# The cores this process may use (a shared machine or container may grant fewer than
+# os.cpu_count() reports; more torch threads than cores slows training several-fold).
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+torch.set_num_threads(1 if QUICK else max(1, CORES or 1))
 N_C2ST = 500 if QUICK else None
 
 # %%
@@ -84,5 +87,5 @@ print(scores_t.round(3).to_string(index=False))
 # --------------------------------------------
 fig = corner([posterior, run.posterior_], reference=reference, truths=task.true_parameters(1),
              legend=["one round", "TMNRE (truncated)"])
-fig.savefig(OUT / "quickstart_corner.png", dpi=120)
+fig.savefig(OUT / "quickstart_corner.png", dpi=120, bbox_inches="tight")
 print(f"\nSaved {OUT / 'quickstart_corner.png'}")

@@ -31,7 +31,7 @@ _RANGE_PAD = 0.05
 # 1-d bin at the edges of a 2-d one), within these bounds; 2-d histograms are
 # smoothed by a Gaussian of this many bins so that contours of a few thousand
 # samples are not dominated by counting noise.
-_REFERENCE_BINS = (10, 50)
+_REFERENCE_BINS = (10, 100)
 _REFERENCE_SMOOTH = 1.0
 # Above this many marginals a legend would hide the coverage curves.
 _MAX_LEGEND_ENTRIES = 10
@@ -62,7 +62,7 @@ def _contour_levels(density, cell_area, levels):
 
 
 def _reference_bins(n):
-    return int(np.clip(np.sqrt(n / 4), *_REFERENCE_BINS))
+    return int(np.clip(np.sqrt(n / 2), *_REFERENCE_BINS))
 
 
 def _check_levels(levels):
@@ -267,7 +267,7 @@ def corner(posterior, truths=None, reference=None, levels=(0.68, 0.95), labels=N
                 if reference is not None:
                     ax.hist(reference[row], bins=_reference_bins(len(reference)),
                             range=ranges[row],
-                            density=True, histtype="step", color="k")
+                            density=True, histtype="step", color="k", ls="--")
                 if row in truths:
                     ax.axvline(truths[row], color="k", lw=1)
                 ax.set_ylim(bottom=0)

@@ -101,7 +101,99 @@ def test_credibility_levels_match_gaussian_hpd():
     assert post.credibility("a", [3.0])[0] == 1.0
 
 
-def test_hpd_level_ties_and_ordering():
-    mass = np.array([[0.1, 0.4, 0.4, 0.1]])
-    np.testing.assert_allclose(hpd_level(mass, np.array([0.4])), [0.4])
-    np.testing.assert_allclose(hpd_level(mass, np.array([0.1])), [0.9])
+def test_hpd_level_by_hand_and_ties():
+    axes = [(np.arange(4) + 0.5, 1.0)]
+    mass = np.array([0.1, 0.4, 0.4, 0.1])
+    # Slopes (central differences): 0.3, 0.15, -0.15, -0.3 per cell.  At the centre of
+    # cell 1 the density is 0.4: the inner halves of cells 1 and 2 are denser (0.4).
+    # The two linear pieces meet at 0.475 on the shared edge (the mode: 0).  At 0.1
+    # the density is 0.1 - 0.4 * 0.3 = -0.02: all but the outer 0.1 of cells 0 and 3.
+    levels = hpd_level(mass, axes, [[1.5], [2.0], [0.1], [5.0]])
+    np.testing.assert_allclose(levels, [0.4, 0.0, 0.98, 1.0])
+    # One grid per point gives the same levels as a shared grid.
+    np.testing.assert_allclose(hpd_level(np.tile(mass, (4, 1)), axes, [[1.5], [2.0], [0.1], [5.0]]),
+                               levels)
+    # A flat grid has no denser part: every cell ties and counts half.
+    np.testing.assert_allclose(hpd_level(np.full(4, 0.25), axes, [[0.7], [3.2]]), [0.5, 0.5])
+    with pytest.raises(ValueError, match="values must have shape"):
+        hpd_level(mass, axes, [1.5])
+    with pytest.raises(ValueError, match="mass must have shape"):
+        hpd_level(np.tile(mass, (3, 1)), axes, [[1.5], [2.0]])
+    with pytest.raises(ValueError, match="1-d or 2-d grid"):
+        hpd_level(np.full((4, 4, 4), 1 / 64), axes * 3, [[1.5, 1.5, 1.5]])
+
+
+def normal_on_64_cells(mu=0.0):
+    """N(mu, 1) on the default grid of a normal prior: 64 cells over +-4.9 sd."""
+    (centres, width), = grid_axes(Prior({"a": stats.norm(0, 1)}), ["a"], 64)
+    mass = stats.norm.pdf(centres, mu)
+    mass /= mass.sum()
+    post = MarginalPosterior([("a",)], {("a",): [(centres, width)]}, {("a",): mass})
+    # The old scheme (denser cells + half the point's own cell) was off by up to
+    # 1.5 times the mode cell's mass (0.06), and by 0.026 in coverage; a tenth of
+    # the mode cell is the tolerance (measured: 0.006 pointwise, 0.001 in coverage).
+    return post, width, mass.max() / 10
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.25, 0.5])
+def test_hpd_level_is_continuous_and_matches_the_normal(shift):
+    # The mode on a cell edge, a quarter cell in, at a cell centre.
+    post, width, tol = normal_on_64_cells()
+    mu = shift * width
+    post, _, _ = normal_on_64_cells(mu)
+    z = np.linspace(-4, 4, 4001)
+    level = post.credibility("a", mu + z)
+    exact = 2 * stats.norm.cdf(np.abs(z)) - 1
+    # Within a cell of the mode the grid cannot place the peak (off by <= one mode cell).
+    far = np.abs(z) > width
+    np.testing.assert_allclose(level[far], exact[far], atol=tol)
+    np.testing.assert_allclose(level[~far], exact[~far], atol=post.mass[("a",)].max())
+    # Coverage of exact draws: P(level <= q) = q, by quadrature over z.
+    weight = stats.norm.pdf(z) / stats.norm.pdf(z).sum()
+    q = np.linspace(0.05, 0.95, 19)
+    coverage = ((level[:, None] <= q) * weight[:, None]).sum(0)
+    np.testing.assert_allclose(coverage, q, atol=tol / 4)
+
+
+def test_hpd_region_holds_its_level():
+    # Old: whole cells until the level is reached, up to 0.048 more mass than q.
+    post, width, tol = normal_on_64_cells()
+    for mu in (0.0, 0.3 * width):
+        post, _, _ = normal_on_64_cells(mu)
+        for q in np.linspace(0.05, 0.95, 19):
+            lower, upper, n_intervals = post.hpd(q).loc["a"]
+            mass = stats.norm.cdf(upper, mu) - stats.norm.cdf(lower, mu)
+            assert mass == pytest.approx(q, abs=tol / 4) and n_intervals == 1
+            # An HPD region's ends are equally dense.
+            assert stats.norm.pdf(lower, mu) == pytest.approx(stats.norm.pdf(upper, mu), rel=0.01)
+    # Skewed: the region's mass is the level and its ends are equally dense.
+    gamma = stats.gamma(3)
+    (centres, width), = grid_axes(Prior({"a": stats.uniform(0, 12)}), ["a"], 64)
+    mass = gamma.pdf(centres) / gamma.pdf(centres).sum()
+    skewed = MarginalPosterior([("a",)], {("a",): [(centres, width)]}, {("a",): mass})
+    for q in (0.5, 0.9):
+        lower, upper, _ = skewed.hpd(q).loc["a"]
+        assert gamma.cdf(upper) - gamma.cdf(lower) == pytest.approx(q, abs=tol)
+        assert gamma.pdf(lower) == pytest.approx(gamma.pdf(upper), rel=0.01)
+    # Two separated modes: two intervals.
+    (centres, width), = grid_axes(Prior({"a": stats.uniform(-1, 2)}), ["a"], 64)
+    mass = stats.norm.pdf(centres, -0.5, 0.1) + stats.norm.pdf(centres, 0.5, 0.1)
+    bimodal = MarginalPosterior([("a",)], {("a",): [(centres, width)]},
+                                {("a",): mass / mass.sum()})
+    assert bimodal.hpd(0.9).loc["a", "n_intervals"] == 2
+
+
+def test_hpd_level_of_a_correlated_gaussian_on_64_by_64_cells():
+    post = gaussian_posterior(sd=(0.15, 0.2), n2=64)
+    # Points at Mahalanobis radius r along several directions: level chi2_2.cdf(r^2).
+    cov = np.array([[0.15**2, 0.5 * 0.15 * 0.2], [0.5 * 0.15 * 0.2, 0.2**2]])
+    root = np.linalg.cholesky(cov)
+    angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    mode_cell = post.mass[("a", "b")].max()
+    for r in (0.25, 0.5, 1.0, 1.5, 2.0, 2.5):
+        points = np.array([0.2, -0.3]) + r * np.column_stack([np.cos(angles),
+                                                              np.sin(angles)]) @ root.T
+        level = post.credibility(("a", "b"), points)
+        # Linear cells miss the curvature near the mode: up to 1.5 mode cells there
+        # (0.009), where the old scheme was off by up to 12 (0.07).
+        np.testing.assert_allclose(level, stats.chi2(2).cdf(r**2), atol=2 * mode_cell)
