@@ -23,16 +23,23 @@ needs only simulations. We
 3. show the observed image, the imprint of the subhalo and the 1-d marginals
    of the subhalo's :math:`x`, :math:`y` and :math:`\log_{10} m`.
 
-**What to expect.** At the default budget (rounds of 3,000 simulations, a
-few minutes on a laptop) the network learns the lens and source parameters
-only roughly and the subhalo marginals stay close to the prior, so TMNRE
-stops after the first round: the box it finds holds almost all the prior
-mass. Part of the reason is the embedding: ``"cnn2d"`` ends in a global
-average pool, which records what the arcs look like but not where a feature
-sits. A larger budget (``--full``, a GPU run with ``--device cuda``) or an
-embedding that keeps positions (any ``torch.nn.Module`` class can be passed as
-``embedding``) is needed to locate the subhalo. ``SKLEARN_TMNRE_QUICK=1`` is a
-tiny smoke test.
+**What to expect.** The embedding must keep *where* things are in the image:
+``"cnn2d"`` flattens its last feature map by default
+(``embedding__pooling="flatten"``); a global average
+(``embedding__pooling="avg"``) records what the arcs look like but not where
+they are. At the default setting (rounds of 10,000 simulations, a few minutes
+on a laptop CPU) the lens and source parameters come out with posterior
+standard deviations 5 to 10 % of the prior's, but the subhalo marginals stay
+close to the prior: the truncated box (about 8 % of the prior mass) still
+spans many posterior widths of the lens and source, so the kink of the
+subhalo is a small difference between images that differ in much else. With
+the lens and source held within 0.02 of the truth, 12,000 simulations already
+narrow :math:`x_{\rm sub}` and :math:`y_{\rm sub}` to about a third of their
+prior width; the full budget (``--full``, a GPU run with ``--device cuda``)
+is meant for that. The example prints, per round, the posterior mean and
+standard deviation of every parameter and the ratio of the posterior to the
+prior standard deviation. ``SKLEARN_TMNRE_QUICK=1`` is a tiny smoke test whose
+posteriors mean nothing.
 """
 
 import argparse
@@ -59,7 +66,7 @@ QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
 SIZE = "quick" if QUICK else "full" if ARGS.full else "default"
 SETTINGS = {
     "quick": {"n_sims": 200, "max_rounds": 2, "max_epochs": 1, "channels": (4, 8)},
-    "default": {"n_sims": 3_000, "max_rounds": 3, "max_epochs": 20, "channels": (8, 16, 32)},
+    "default": {"n_sims": 10_000, "max_rounds": 3, "max_epochs": 10, "channels": (8, 16, 32)},
     "full": {"n_sims": 50_000, "max_rounds": 5, "max_epochs": 200, "channels": (16, 32, 64)},
 }[SIZE]
 OUT = Path(__file__).resolve().parent / "output"
@@ -101,17 +108,24 @@ for ax in axes:
     ax.plot(truth["x_sub"], truth["y_sub"], "+", color="cyan", ms=12, mew=2)
     ax.set_xlabel('x ["]')
     ax.set_ylabel('y ["]')
-fig.savefig(OUT / "lensing_observation.png", dpi=120)
+fig.savefig(OUT / "lensing_observation.png", dpi=120, bbox_inches="tight")
 
 # %%
 # Truncated rounds with a convolutional embedding
 # -----------------------------------------------
 # All eight parameters get a 1-d marginal, so that truncation also shrinks the
-# nuisance parameters; the CNN's layer widths are an embedding argument
-# (``embedding__channels``), tunable like any hyperparameter.
+# nuisance parameters. The CNN's layer widths and its pooling are embedding
+# arguments (``embedding__channels``, ``embedding__pooling``), tunable like any
+# hyperparameter. Pooling matters here: at 3,000 simulations of the prior the
+# best validation loss (summed over the eight marginals) was 10.2 with a global
+# average and 7.0 with the flattened map. Small heads (64 units, two blocks)
+# leave the time to the convolutions, which carry the information; more
+# simulations per round do more for the subhalo than more epochs (3,000 for 20
+# epochs left it at the prior even with the lens and source held fixed).
 estimator = TMNREEstimator(marginals="1d", embedding="cnn2d", embedding_dim=32,
                            embedding__channels=SETTINGS["channels"],
-                           max_epochs=SETTINGS["max_epochs"], patience=5, lr=2e-3,
+                           embedding__pooling="flatten", hidden_features=64, num_blocks=2,
+                           max_epochs=SETTINGS["max_epochs"], patience=3, lr=2e-3,
                            device=ARGS.device)
 run = TMNRE(task.simulator, prior, estimator=estimator, n_sims=SETTINGS["n_sims"],
             max_rounds=SETTINGS["max_rounds"], random_state=0, verbose=1)
@@ -130,13 +144,19 @@ print(boxes.round(3).to_string())
 # -----------------------
 # Prior-normalized 1-d marginals of each round for the subhalo parameters;
 # the vertical line is the truth.
+prior_std = pd.Series({name: dist.std() for name, dist in prior.distributions.items()})
+posteriors = [est.posterior(x_o) for est in run.estimators_]
+for r, posterior in zip(run.rounds_["round"], posteriors):
+    summary = posterior.summary()
+    table = pd.DataFrame({"truth": truth, "mean": summary["mean"], "std": summary["std"],
+                          "std / prior std": summary["std"] / prior_std})
+    print(f"\nRound {r} posterior (mean, std) against the truth:")
+    print(table.round(3).to_string())
 summary = run.posterior_.summary()
 summary.insert(0, "truth", truth)
-print("\nMarginal posteriors of the last round:")
-print(summary[["truth", "mean", "std", "lower_68", "upper_68", "lower_95", "upper_95"]]
-      .round(3).to_string())
+print("\nCredible intervals of the last round:")
+print(summary[["truth", "lower_68", "upper_68", "lower_95", "upper_95"]].round(3).to_string())
 
-posteriors = [est.posterior(x_o) for est in run.estimators_]
 labels = {"x_sub": r"$x_{\rm sub}$ ['']", "y_sub": r"$y_{\rm sub}$ ['']",
           "log10_m_sub": r"$\log_{10} m_{\rm sub} / M_\odot$"}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
@@ -150,5 +170,5 @@ for ax, name in zip(axes, subhalo):
     ax.set_xlabel(labels[name])
 axes[0].set_ylabel("posterior density")
 axes[-1].legend()
-fig.savefig(OUT / "lensing_marginals.png", dpi=120)
+fig.savefig(OUT / "lensing_marginals.png", dpi=120, bbox_inches="tight")
 print(f"\nFigures saved under {OUT}; total {time.perf_counter() - START:.0f} s")

@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
+from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.networks import BatchedMarginalHeads, RatioNetwork, make_embedding
 
 
@@ -77,3 +80,66 @@ def test_embedding_errors():
         make_embedding("cnn2d", (30,), 4)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         make_embedding(42, (3,), 4)
+
+
+@pytest.mark.parametrize("name, shape, pooling, n_flat", [
+    # 2 blocks halve each side twice; 8 channels in the last block.
+    ("cnn2d", (16, 16), "flatten", 8 * 4 * 4),
+    ("cnn2d", (3, 16, 20), "flatten", 8 * 4 * 5),
+    ("cnn2d", (16, 16), "avg", 8),
+    ("cnn2d", (16, 16), "adaptive", 8 * 2 * 2),
+    ("cnn1d", (32,), "flatten", 8 * 8),
+    ("cnn1d", (2, 32), "avg", 8),
+    ("cnn1d", (32,), "adaptive", 8 * 2),
+])
+def test_cnn_pooling_widths(name, shape, pooling, n_flat):
+    module, width = make_embedding(name, shape, 6, channels=(4, 8), pooling=pooling,
+                                   pooled_size=2)
+    assert module.head.in_features == n_flat
+    assert width == 6
+    assert module(torch.randn(3, *shape)).shape == (3, 6)
+
+
+def test_cnn_pooling_errors_name_the_argument():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        make_embedding("cnn2d", (16, 16), 4, pooling="max")
+    with pytest.raises(ValueError, match="pooled_size must be a positive integer"):
+        make_embedding("cnn1d", (16,), 4, pooling="adaptive", pooled_size=0)
+
+
+def test_flatten_pooling_sees_where_a_blob_is_and_avg_does_not():
+    torch.manual_seed(0)
+    grid = torch.arange(64.0)
+    blob = torch.exp(-((grid[:, None] - 24) ** 2 + (grid[None, :] - 24) ** 2) / 4)
+    # A shift by a multiple of 2**blocks keeps the max-pool windows aligned, and the
+    # features that see the blob (receptive field 22 pixels) never see the zero
+    # padding, so the last feature map is shifted exactly.
+    images = torch.stack([blob, torch.roll(blob, shifts=(16, 16), dims=(0, 1))])
+    embeddings = {}
+    for pooling in ("avg", "flatten", "adaptive"):
+        module, _ = make_embedding("cnn2d", (64, 64), 8, channels=(4, 8, 8), pooling=pooling,
+                                   pooled_size=2)
+        with torch.no_grad():
+            embeddings[pooling] = module(images)
+    scale = embeddings["avg"].abs().max()
+    torch.testing.assert_close(embeddings["avg"][0], embeddings["avg"][1], rtol=0,
+                               atol=1e-5 * scale)
+    for pooling in ("flatten", "adaptive"):
+        gap = (embeddings[pooling][0] - embeddings[pooling][1]).abs().max()
+        assert gap > 1e-2 * embeddings[pooling].abs().max()
+
+
+def test_estimator_routes_embedding_pooling():
+    rng = np.random.default_rng(0)
+    prior = Prior({"a": stats.uniform(0, 1)})
+    X = rng.standard_normal((40, 8, 8)).astype(np.float32)
+    theta = prior.sample(40, random_state=0)
+    est = TMNREEstimator(prior=prior, embedding="cnn2d", embedding_dim=4, hidden_features=8,
+                         num_blocks=1, embedding__channels=(2,), embedding__pooling="avg",
+                         max_epochs=1, random_state=0).fit(X, theta)
+    assert est.get_params()["embedding__pooling"] == "avg"
+    assert est.net_.module_.embedding.head.in_features == 2
+    est.set_params(embedding__pooling="flatten").fit(X, theta)
+    assert est.net_.module_.embedding.head.in_features == 2 * 4 * 4
+    with pytest.raises(ValueError, match="pooling"):
+        est.set_params(embedding__pooling="global").fit(X, theta)
