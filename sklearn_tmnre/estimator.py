@@ -57,7 +57,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     embedding : str or torch.nn.Module class, default="mlp"
         ``"identity"``, ``"linear"``, ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``, or a
         module class. Its own arguments are given as ``embedding__<arg>=value``
-        (tunable by GridSearchCV).
+        (tunable by GridSearchCV), e.g. ``embedding__channels=(16, 32)`` or
+        ``embedding__pooling="avg"`` for the CNNs (see
+        :func:`sklearn_tmnre.networks.make_embedding`).
     embedding_dim : int, default=32
         Width of the embedding's output (not used by ``"identity"``).
     hidden_features : int, default=128
