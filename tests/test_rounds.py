@@ -289,6 +289,7 @@ from scipy import stats
 from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.rounds import TMNRE
 from sklearn_tmnre.truncation import Truncator
+from skorch.callbacks import Callback
 
 torch.set_num_threads(1)
 
@@ -298,9 +299,24 @@ def slow_shift(theta, rng):
     return theta + 0.2 * rng.standard_normal(theta.shape)
 
 
+class Marker(Callback):
+    # Appends a line to a file when a training starts; slows epochs so a kill can land.
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_begin(self, net, **kwargs):
+        with open(self.path, "a") as f:
+            f.write("train\\n")
+
+    def on_epoch_end(self, net, **kwargs):
+        time.sleep(0.02)
+
+
 prior = Prior({"a": stats.uniform(-5, 10), "b": stats.uniform(-5, 10)})
 estimator = TMNREEstimator(hidden_features=16, embedding_dim=8, max_epochs=50, patience=10,
-                           batch_size=32, lr=1e-2)
+                           batch_size=32, lr=1e-2,
+                           callbacks=[("marker", Marker(sys.argv[2] + "-trainings.txt"))])
 run = TMNRE(slow_shift, prior, estimator=estimator, truncator=Truncator(epsilon=1e-4),
             n_sims=[100, 150], convergence_ratio=1.0, store=sys.argv[1],
             simulate_batch_size=10, random_state=7).fit(np.array([1.0, -2.0]))
@@ -317,7 +333,16 @@ def _committed(path, k):
         return 0
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+def _trainings(prefix):
+    try:
+        with open(f"{prefix}-trainings.txt") as f:
+            return len(f.readlines())
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("phase", ["simulation", "training"])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, phase):
     script = tmp_path / "campaign.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     killed_store, reference_store = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
@@ -327,8 +352,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
                                   str(tmp_path / "reference")])
     try:
         deadline = time.monotonic() + 300
-        # Kill during round 1's simulations, after its first batch is committed.
-        while _committed(killed_store, 1) == 0:
+        # Kill during round 1's simulations, after its first batch is committed, or
+        # while round 1's network trains (every round-1 simulation is committed).
+        def ready():
+            if phase == "simulation":
+                return _committed(killed_store, 1) > 0
+            return _trainings(tmp_path / "killed") >= 2
+
+        while not ready():
             assert killed.poll() is None, "the campaign finished before it could be killed"
             assert time.monotonic() < deadline, "round 1 never started"
             time.sleep(0.01)
@@ -347,9 +378,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     _assert_same_store(killed_store, reference_store)
     rounds_killed = pd.read_pickle(tmp_path / "killed-rounds.pkl")
     rounds_reference = pd.read_pickle(tmp_path / "reference-rounds.pkl")
-    # Round 1 asks for 150 draws and at most 100 are reused: at least 50 are simulated.
-    # The kill hit the middle of round 1; the rerun found those draws and added the rest.
-    assert 0 < at_kill < rounds_reference["n_simulated"].iloc[1]
+    n_round_1 = rounds_reference["n_simulated"].iloc[1]
+    if phase == "simulation":
+        # Round 1 asks for 150 draws and at most 100 are reused: at least 50 are simulated.
+        # The kill hit the middle of round 1; the rerun found those draws and added the rest.
+        assert 0 < at_kill < n_round_1
+    else:
+        # Killed while training: every simulation of round 1 was already safe on disk.
+        assert at_kill == n_round_1
     assert list(rounds_killed["n_resumed"]) == [rounds_reference["n_simulated"].iloc[0], at_kill]
     pd.testing.assert_frame_equal(_comparable(rounds_killed), _comparable(rounds_reference))
     np.testing.assert_array_equal(np.load(tmp_path / "killed-predict.npy"),
@@ -389,6 +425,45 @@ def test_dask_cluster_gives_the_local_store(tmp_path):
     workers = {p.name for p in log_dir.iterdir()}
     assert workers and str(os.getpid()) not in workers
     _assert_same_store(tmp_path / "local.zarr", tmp_path / "dask.zarr")
+    pd.testing.assert_frame_equal(_comparable(local.rounds_), _comparable(remote.rounds_))
+
+
+class KillsItsWorkerOnce:
+    """``shift`` that kills the Dask worker process running it, the first time only.
+
+    The first call with ``a`` above ``threshold`` leaves a marker file and
+    SIGKILLs its own process (a worker lost mid-round); later calls, including
+    the retry the scheduler sends to a fresh worker, simulate normally.
+    """
+
+    def __init__(self, marker, threshold=0.0):
+        self.marker = str(marker)
+        self.threshold = threshold
+
+    def __call__(self, theta, rng):
+        if theta[0] > self.threshold and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return shift(theta, rng)
+
+
+@pytest.mark.dask
+def test_a_killed_dask_worker_loses_and_duplicates_nothing(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import joblib
+
+    kwargs = dict(n_sims=60, max_rounds=1, simulate_batch_size=20, random_state=5)
+    local = _run(shift, store=str(tmp_path / "local.zarr"), **kwargs).fit(X_O)
+    simulator = KillsItsWorkerOnce(tmp_path / "killed-once")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            remote = _run(simulator, store=str(tmp_path / "dask.zarr"), **kwargs).fit(X_O)
+    assert (tmp_path / "killed-once").exists(), "no worker was killed"
+    # The lost task was retried elsewhere: every row once, the same rows as a local run.
+    _assert_same_store(tmp_path / "local.zarr", tmp_path / "dask.zarr")
+    assert remote.rounds_["n_failed"].sum() == 0
     pd.testing.assert_frame_equal(_comparable(local.rounds_), _comparable(remote.rounds_))
 
 
