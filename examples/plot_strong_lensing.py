@@ -16,30 +16,59 @@ parameters is multimodal and expensive to sample; marginal ratio estimation
 needs only simulations. We
 
 1. embed the images with a small convolutional network (``embedding="cnn2d"``),
-2. learn the eight 1-d marginal posteriors with :class:`~sklearn_tmnre.TMNRE`,
-   which truncates the prior round by round wherever they are narrower than
-   it, so that later rounds spend the simulations on images that look like
-   the observation,
-3. show the observed image, the imprint of the subhalo and the 1-d marginals
-   of the subhalo's :math:`x`, :math:`y` and :math:`\log_{10} m`.
+2. learn the eight 1-d marginal posteriors, and the 2-d marginal of the
+   subhalo position, with :class:`~sklearn_tmnre.TMNRE`, which truncates the
+   prior round by round wherever the 1-d marginals are narrower than it, so
+   that later rounds spend the simulations on images that look like the
+   observation,
+3. show the observed image, the imprint of the subhalo and the marginals of
+   the subhalo's :math:`x`, :math:`y` and :math:`\log_{10} m`.
 
 **What to expect.** The embedding must keep *where* things are in the image:
 ``"cnn2d"`` flattens its last feature map by default
 (``embedding__pooling="flatten"``); a global average
 (``embedding__pooling="avg"``) records what the arcs look like but not where
-they are. At the default setting (rounds of 10,000 simulations, a few minutes
-on a laptop CPU) the lens and source parameters come out with posterior
-standard deviations 5 to 10 % of the prior's, but the subhalo marginals stay
-close to the prior: the truncated box (about 8 % of the prior mass) still
-spans many posterior widths of the lens and source, so the kink of the
-subhalo is a small difference between images that differ in much else. With
-the lens and source held within 0.02 of the truth, 12,000 simulations already
-narrow :math:`x_{\rm sub}` and :math:`y_{\rm sub}` to about a third of their
-prior width; the full budget (``--full``, a GPU run with ``--device cuda``)
-is meant for that. The example prints, per round, the posterior mean and
-standard deviation of every parameter and the ratio of the posterior to the
-prior standard deviation. ``SKLEARN_TMNRE_QUICK=1`` is a tiny smoke test whose
-posteriors mean nothing.
+they are. The subhalo is found only once the lens and the source are pinned
+down: its kink is a small difference between images, invisible among images
+whose rings differ in size, shape and brightness. So the default setting runs
+five rounds of 3,000 simulations, which shrink the box of the lens and the
+source (:math:`\varepsilon = 10^{-2}`, see below) to about ±3 posterior
+standard deviations, then two rounds of 12,000 inside it.
+
+Measured at the default setting (one run, ``random_state=0``, observation 1;
+8 minutes of wall time on one thread, on a 2-core machine shared with other
+jobs). Prior mass of the box each round sampled: 1, 1.3e-3,
+5.3e-5, 5.6e-6, 9.5e-7, 4.3e-7, 3.6e-8; the first five rounds shrink only the
+lens and the source, round 5's estimator also cuts the subhalo's position to
+:math:`x_{\rm sub} > 0.33`, :math:`y_{\rm sub} > 0.38` for round 6. Posterior
+mean ± standard deviation (truth; ratio of posterior to prior standard
+deviation):
+
+============  =============================  =============================
+parameter     round 5 (12,000 sims)          round 6 (12,000 sims)
+============  =============================  =============================
+x_sub ['']    1.21 ± 0.38 (0.75; 0.33)       0.793 ± 0.068 (0.75; 0.059)
+y_sub ['']    1.06 ± 0.35 (0.80; 0.30)       0.843 ± 0.060 (0.80; 0.052)
+log10_m_sub   9.54 ± 0.30 (9.5; 0.41)        9.58 ± 0.12 (9.5; 0.17)
+theta_E ['']  1.102 ± 0.004 (1.10; 0.025)    1.098 ± 0.003 (1.10; 0.015)
+e1            0.094 ± 0.004 (0.10; 0.034)    0.099 ± 0.002 (0.10; 0.019)
+e2            -0.049 ± 0.004 (-0.05; 0.036)  -0.055 ± 0.003 (-0.05; 0.027)
+x_src ['']    0.054 ± 0.005 (0.05; 0.028)    0.052 ± 0.002 (0.05; 0.010)
+y_src ['']    0.021 ± 0.003 (0.02; 0.019)    0.020 ± 0.002 (0.02; 0.010)
+============  =============================  =============================
+
+In rounds 0 to 4 the subhalo marginals stay close to the prior (standard
+deviation ratios 0.63 to 1.04) while the lens and source tighten from 0.09–0.23
+to 0.015–0.042 of the prior's. The last round places the subhalo within
+0.05'' (less than a pixel) of the truth in each coordinate and its mass within
+0.1 dex; every true value lies within 1.7 posterior standard deviations of
+the posterior mean. This is one observation and one seed: it shows the
+subhalo can be found at this budget, not that the widths are calibrated (that
+needs :func:`~sklearn_tmnre.metrics.expected_coverage` over many
+observations). The ``--full`` budget (``--device cuda``) scales the same plan
+and has not been run. The example prints all of these tables.
+``SKLEARN_TMNRE_QUICK=1`` is a smoke test (seconds) whose posteriors mean
+nothing.
 """
 
 import argparse
@@ -57,6 +86,7 @@ import torch
 
 from sklearn_tmnre import TMNRE, TMNREEstimator
 from sklearn_tmnre.tasks.lensing import strong_lensing
+from sklearn_tmnre.truncation import Truncator
 
 parser = argparse.ArgumentParser(description="Strong-lensing subhalo inference with TMNRE.")
 parser.add_argument("--full", action="store_true", help="larger simulation budget and network")
@@ -64,10 +94,15 @@ parser.add_argument("--device", default="cpu", help="torch device for training, 
 ARGS, _ = parser.parse_known_args()
 QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
 SIZE = "quick" if QUICK else "full" if ARGS.full else "default"
+# n_sims lists one budget per round: five cheap rounds that shrink the box of
+# the lens and the source, then two large ones inside it, where the subhalo's
+# imprint is what still differs between the images.
 SETTINGS = {
-    "quick": {"n_sims": 200, "max_rounds": 2, "max_epochs": 1, "channels": (4, 8)},
-    "default": {"n_sims": 10_000, "max_rounds": 3, "max_epochs": 10, "channels": (8, 16, 32)},
-    "full": {"n_sims": 50_000, "max_rounds": 5, "max_epochs": 200, "channels": (16, 32, 64)},
+    "quick": {"n_sims": [200, 200], "max_epochs": 1, "channels": (4, 8)},
+    "default": {"n_sims": [3_000] * 5 + [12_000] * 2, "max_epochs": 10,
+                "channels": (8, 16, 32)},
+    "full": {"n_sims": [10_000] * 5 + [50_000] * 2, "max_epochs": 200,
+             "channels": (16, 32, 64)},
 }[SIZE]
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)
@@ -114,21 +149,35 @@ fig.savefig(OUT / "lensing_observation.png", dpi=120, bbox_inches="tight")
 # Truncated rounds with a convolutional embedding
 # -----------------------------------------------
 # All eight parameters get a 1-d marginal, so that truncation also shrinks the
-# nuisance parameters. The CNN's layer widths and its pooling are embedding
-# arguments (``embedding__channels``, ``embedding__pooling``), tunable like any
-# hyperparameter. Pooling matters here: at 3,000 simulations of the prior the
-# best validation loss (summed over the eight marginals) was 10.2 with a global
-# average and 7.0 with the flattened map. Small heads (64 units, two blocks)
-# leave the time to the convolutions, which carry the information; more
-# simulations per round do more for the subhalo than more epochs (3,000 for 20
-# epochs left it at the prior even with the lens and source held fixed).
-estimator = TMNREEstimator(marginals="1d", embedding="cnn2d", embedding_dim=32,
+# nuisance parameters; a 2-d marginal of the subhalo position (which truncation
+# does not use) shows where in the image the subhalo sits. The CNN's layer
+# widths and its pooling are embedding arguments (``embedding__channels``,
+# ``embedding__pooling``), tunable like any hyperparameter. Pooling matters
+# here: at 3,000 simulations of the prior the best validation loss (summed over
+# the eight marginals) was 10.2 with a global average and 7.0 with the
+# flattened map. Small heads (64 units, two blocks) leave the time to the
+# convolutions, which carry the information. Each round starts from the
+# previous round's network (``warm_start=True``), so the early rounds need not
+# relearn what an Einstein ring looks like.
+#
+# The threshold of the truncation is :math:`\varepsilon = 10^{-2}`, not the
+# default :math:`10^{-6}`. The learned log-ratio falls off far more slowly in
+# its tails than the true one: after round 0 its :math:`\theta_E` marginal had
+# a standard deviation of 0.019'', but the ratio stayed within
+# :math:`10^{-6}` of its peak over 0.59'' (±15 standard deviations), within
+# :math:`10^{-2}` over 0.12'' (±3). With :math:`10^{-6}` (three rounds of
+# 10,000) or :math:`10^{-4}` (rounds of 3,000, 3,000, 4,000 and 12,000) the
+# box of the lens and the source stayed over ±13 posterior widths wide, and the
+# subhalo marginals stayed at the prior (standard deviation ratios 0.9 to 1.04).
+marginals = [(name,) for name in prior.names] + [("x_sub", "y_sub")]
+estimator = TMNREEstimator(marginals=marginals, embedding="cnn2d", embedding_dim=32,
                            embedding__channels=SETTINGS["channels"],
                            embedding__pooling="flatten", hidden_features=64, num_blocks=2,
                            max_epochs=SETTINGS["max_epochs"], patience=3, lr=2e-3,
                            device=ARGS.device)
-run = TMNRE(task.simulator, prior, estimator=estimator, n_sims=SETTINGS["n_sims"],
-            max_rounds=SETTINGS["max_rounds"], random_state=0, verbose=1)
+run = TMNRE(task.simulator, prior, estimator=estimator, truncator=Truncator(epsilon=1e-2),
+            n_sims=SETTINGS["n_sims"], max_rounds=len(SETTINGS["n_sims"]), warm_start=True,
+            spend_budget=True, random_state=0, verbose=1)
 run.fit(x_o)
 print("\nRounds (mass: prior mass of the box each round sampled):")
 print(run.rounds_[["round", "n_simulated", "n_reused", "mass", "val_loss", "seconds"]]
@@ -159,7 +208,7 @@ print(summary[["truth", "lower_68", "upper_68", "lower_95", "upper_95"]].round(3
 
 labels = {"x_sub": r"$x_{\rm sub}$ ['']", "y_sub": r"$y_{\rm sub}$ ['']",
           "log10_m_sub": r"$\log_{10} m_{\rm sub} / M_\odot$"}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
 for ax, name in zip(axes, subhalo):
     for r, posterior in zip(run.rounds_["round"], posteriors):
         (grid,), density = posterior.density(name)
@@ -169,6 +218,12 @@ for ax, name in zip(axes, subhalo):
     ax.set_ylim(bottom=0)
     ax.set_xlabel(labels[name])
 axes[0].set_ylabel("posterior density")
-axes[-1].legend()
+axes[2].legend(fontsize="small")
+(grid_x, grid_y), density = run.posterior_.density(("x_sub", "y_sub"))
+axes[3].pcolormesh(grid_x, grid_y, density.T, cmap="Greys", shading="auto")
+axes[3].plot(truth["x_sub"], truth["y_sub"], "+", color="C3", ms=12, mew=2)
+axes[3].set_xlabel(labels["x_sub"])
+axes[3].set_ylabel(labels["y_sub"])
+axes[3].set_title("last round, 2-d")
 fig.savefig(OUT / "lensing_marginals.png", dpi=120, bbox_inches="tight")
 print(f"\nFigures saved under {OUT}; total {time.perf_counter() - START:.0f} s")
