@@ -26,16 +26,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
+from ._grids import grid_logits, grid_masses
 from ._training import PairData, RatioLoss, RatioNet, ValidationSplit
 from .networks import RatioNetwork, make_embedding
-from .posterior import MarginalPosterior, grid_axes
+from .posterior import MarginalPosterior
 from .prior import Prior
 
 __all__ = ["TMNREEstimator"]
 
-# Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
-# large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
-_CHUNK_ELEMENTS = 2**22
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -528,78 +526,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def _grid_marginals(self):
         return [m for m in self.marginals_ if len(m) <= 2]
 
-    @torch.no_grad()
     def _grid_logits(self, X, dims=(1, 2)):
-        """Logits of the 1-d/2-d marginals (of dimensions ``dims``) on their grids.
-
-        Returns
-        -------
-        axes : dict marginal -> list of (centres, width)
-        logits : dict marginal -> ndarray (n, G) or (n, G, G)
-        log_prior : dict marginal -> ndarray (G,) or (G, G)
-        """
-        net = self.net_.module_
-        device = self.net_.device
-        axes, grids, log_prior = {}, {}, {}
-        for k, n_grid in ((1, self.n_grid_1d), (2, self.n_grid_2d)):
-            members = [m for m in self.marginals_ if len(m) == k and k in dims]
-            if not members:
-                continue
-            names = sorted({n for m in members for n in m}, key=self.names_.index)
-            per_name = dict(zip(names, grid_axes(self.prior_, names, n_grid)))
-            per_logp = {n: self.prior_.marginal([n]).log_prob(per_name[n][0][:, None])
-                        for n in names}
-            cols = []
-            for m in members:
-                axes[m] = [per_name[n] for n in m]
-                mesh = np.meshgrid(*[per_name[n][0] for n in m], indexing="ij")
-                cols.append(np.stack([g.ravel() for g in mesh], axis=-1))
-                lp = per_logp[m[0]] if k == 1 else per_logp[m[0]][:, None] + per_logp[m[1]][None]
-                log_prior[m] = lp
-            theta_m = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
-            P, M = theta_m.shape[0], theta_m.shape[1]
-            head = net.heads[net.dims.index(k)]
-            values = np.empty((len(X), P, M), dtype=np.float32)
-            b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * self.hidden_features)))
-            p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * self.hidden_features)))
-            for i in range(0, len(X), b_chunk):
-                s = self._embed(X[i:i + b_chunk])
-                s_part = head.embed_part(s)
-                for j in range(0, P, p_chunk):
-                    t = theta_m[None, j:j + p_chunk].expand(len(s), -1, -1, -1)
-                    values[i:i + b_chunk, j:j + p_chunk] = (
-                        net.group_logits(s, t, k, s_part=s_part).cpu().numpy())
-            for c, m in enumerate(members):
-                shape = (len(X),) + tuple(len(a[0]) for a in axes[m])
-                grids[m] = values[:, :, c].astype(np.float64).reshape(shape)
-        return axes, grids, log_prior
+        """Logits on the grids; see :func:`sklearn_tmnre._grids.grid_logits`."""
+        return grid_logits(self, X, dims=dims)
 
     def _grid_masses(self, X, dims=(1, 2)):
-        """Normalized cell masses of grid marginals: dict marginal -> (n, G[, G]).
-
-        ``dims=(1,)`` skips the 2-d grids (much cheaper for many observations);
-        parameters without a 1-d head then still get one from a 2-d marginal.
-        """
-        if 2 not in dims and any((n,) not in self.marginals_ for n in self.names_):
-            dims = (1, 2)
-        axes, logits, log_prior = self._grid_logits(X, dims=dims)
-        masses = {}
-        for m, lg in logits.items():
-            a = lg + log_prior[m]
-            flat = a.reshape(len(a), -1)
-            flat = np.exp(flat - logsumexp(flat, axis=1, keepdims=True))
-            masses[m] = flat.reshape(a.shape)
-        # Parameters without a 1-d head get their 1-d marginal from a 2-d one.
-        for name in self.names_:
-            if (name,) in masses:
-                continue
-            for m in masses:
-                if len(m) == 2 and name in m:
-                    j = m.index(name)
-                    masses[(name,)] = masses[m].sum(axis=2 - j)
-                    axes[(name,)] = [axes[m][j]]
-                    break
-        return axes, masses
+        """Normalized cell masses on the grids; see :func:`sklearn_tmnre._grids.grid_masses`."""
+        return grid_masses(self, X, dims=dims)
 
     def posterior(self, X):
         """Marginal posteriors of one observation, or a list of them for several.
