@@ -24,8 +24,10 @@ the last box).
 Accuracy is the SBI-benchmark C2ST (:func:`sklearn_tmnre.metrics.c2st`) of
 every 1-d and 2-d marginal against the task's reference posterior, with ``n``
 draws of each; calibration is the expected coverage of every 1-d marginal at
-levels 0.05 ... 0.95 on fresh test pairs (our estimators only: sbi's MCMC per
-test observation costs seconds, so a thousand of them are out of reach).
+levels 0.05 ... 0.95 on fresh test pairs: for our estimators from their grids,
+for sbi's on two-parameter tasks from the network's joint ratio on a grid
+(:class:`RatioOnGrid`; sbi's MCMC costs seconds per test observation, so a
+thousand of them are out of reach), and not at all for sbi on larger tasks.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from sklearn.neural_network import MLPClassifier
 
 from sklearn_tmnre import TMNREEstimator, __version__, simulate
 from sklearn_tmnre.metrics import c2st, expected_coverage
+from sklearn_tmnre.posterior import grid_axes
 from sklearn_tmnre.rounds import TMNRE
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "METHODS",
     "SBI_METHODS",
     "PeakMemory",
+    "RatioOnGrid",
     "Settings",
     "coverage_summary",
     "fit_amortized",
@@ -280,6 +284,55 @@ class _OneDimensional:
         return self.estimator._grid_masses(X, dims=(1,))
 
 
+class RatioOnGrid:
+    """An sbi ratio network's 1-d marginal posteriors on a grid, for the coverage functions.
+
+    sbi's posteriors are sampled by MCMC, seconds per observation, so a
+    thousand test observations are out of reach that way. For a task with two
+    parameters the network's joint log ratio plus the log prior is instead
+    evaluated on an ``n_grid`` x ``n_grid`` grid (the grid our estimator uses
+    for its 2-d marginals) and summed over the other parameter: the same
+    posterior the MCMC samples, without sampling noise.
+
+    Parameters
+    ----------
+    net : sbi RatioEstimator
+        The trained classifier (``net(theta, x)`` -> log ratio up to a constant).
+    prior : Prior
+        The task's prior (two parameters).
+    n_grid : int, default=128
+    """
+
+    def __init__(self, net, prior, n_grid=128):
+        if prior.ndim != 2:
+            raise ValueError(f"RatioOnGrid needs a 2-parameter prior; got {prior.ndim}.")
+        self.net = net
+        self.prior = prior
+        self.n_grid = n_grid
+        self.names_ = list(prior.names)
+        self.marginals_ = [(n,) for n in self.names_]
+
+    @torch.no_grad()
+    def _grid_masses(self, X, dims=(1,)):
+        axes = grid_axes(self.prior, self.names_, self.n_grid)
+        mesh = np.meshgrid(axes[0][0], axes[1][0], indexing="ij")
+        points = np.column_stack([g.ravel() for g in mesh])
+        log_prior = self.prior.log_prob(points)
+        theta = _as_float32(points)[:, None, :]
+        joint = np.empty((len(X), len(points)))
+        for i in range(0, len(X), 16):
+            x = _as_float32(X[i:i + 16])
+            # sbi does not broadcast: x repeated for every grid point.
+            logr = self.net(theta.expand(-1, len(x), -1),
+                            x[None].expand(len(points), -1, -1)).T.double().numpy()
+            joint[i:i + 16] = logr + log_prior
+        joint = np.exp(joint - joint.max(axis=1, keepdims=True))
+        joint = (joint / joint.sum(axis=1, keepdims=True)).reshape(len(X), self.n_grid,
+                                                                  self.n_grid)
+        masses = {(self.names_[0],): joint.sum(axis=2), (self.names_[1],): joint.sum(axis=1)}
+        return {m: [axes[j]] for j, m in enumerate(masses)}, masses
+
+
 def coverage_summary(estimator, X, theta):
     """Expected coverage of every 1-d marginal at levels 0.05 ... 0.95, summarized.
 
@@ -350,9 +403,9 @@ def _fit_sbi(method, task, theta, X, seed, settings):
     if settings.sbi_max_epochs is not None:
         kwargs["max_num_epochs"] = settings.sbi_max_epochs
     with contextlib.redirect_stdout(io.StringIO()):  # sbi prints a "converged" line
-        trainer.train(**kwargs)
+        net = trainer.train(**kwargs)
     epochs = int(trainer._summary["epochs_trained"][-1])
-    return trainer.build_posterior(), epochs
+    return trainer.build_posterior(), net, epochs
 
 
 def fit_amortized(method, task, theta, X, seed, settings):
@@ -384,14 +437,17 @@ def fit_amortized(method, task, theta, X, seed, settings):
         else:
             import sbi
 
-            model, epochs = _fit_sbi(method, task, theta, X, seed, settings)
+            model, net, epochs = _fit_sbi(method, task, theta, X, seed, settings)
             version = sbi.__version__
         seconds = time.perf_counter() - start
     coverage = _no_coverage()
-    if method.startswith("tmnre") and settings.n_coverage:
+    # sbi's ratio networks are calibrated on a grid where the task has two parameters.
+    graded = model if method.startswith("tmnre") else (
+        RatioOnGrid(net.eval(), task.prior) if task.prior.ndim == 2 else None)
+    if graded is not None and settings.n_coverage:
         test_theta, test_X = task.sample(settings.n_coverage,
                                          random_state=np.random.SeedSequence([seed, len(X), 1]))
-        coverage = coverage_summary(model, test_X, test_theta)
+        coverage = coverage_summary(graded, test_X, test_theta)
     return Fitted(method, model, list(task.prior.names), len(X), seconds, mem.peak_mb, epochs,
                   version, coverage)
 
