@@ -311,13 +311,15 @@ class RatioOnGrid:
         self.n_grid = n_grid
         self.names_ = list(prior.names)
         self.marginals_ = [(n,) for n in self.names_]
+        # The grid is the same for every block of observations: built once.
+        self._axes = grid_axes(prior, self.names_, n_grid)
+        mesh = np.meshgrid(self._axes[0][0], self._axes[1][0], indexing="ij")
+        self._points = np.column_stack([g.ravel() for g in mesh])
+        self._log_prior = prior.log_prob(self._points)
 
     @torch.no_grad()
     def _grid_masses(self, X, dims=(1,)):
-        axes = grid_axes(self.prior, self.names_, self.n_grid)
-        mesh = np.meshgrid(axes[0][0], axes[1][0], indexing="ij")
-        points = np.column_stack([g.ravel() for g in mesh])
-        log_prior = self.prior.log_prob(points)
+        axes, points, log_prior = self._axes, self._points, self._log_prior
         theta = _as_float32(points)[:, None, :]
         joint = np.empty((len(X), len(points)))
         for i in range(0, len(X), 16):

@@ -59,6 +59,27 @@ def grid_axes(prior, names, n_points, tail=1e-6):
     return axes
 
 
+def _grid_cells(axes, values):
+    """The cell of each point on a grid, whether it lies on the grid, and where in its cell.
+
+    Returns
+    -------
+    cells : list of int ndarray (n,), one per axis (clipped to the grid)
+    inside : bool ndarray (n,)
+    offsets : list of float ndarray (n,), the position in the cell, in (-1/2, 1/2)
+    """
+    inside = np.ones(len(values), bool)
+    cells, offsets = [], []
+    for k, (centres, width) in enumerate(axes):
+        position = (values[:, k] - (centres[0] - width / 2)) / width
+        cell = np.floor(position)
+        inside &= (cell >= 0) & (cell < len(centres))
+        cell = np.clip(cell, 0, len(centres) - 1).astype(np.int64)
+        cells.append(cell)
+        offsets.append(position - cell - 0.5)
+    return cells, inside, offsets
+
+
 def _slopes(mass, n_axes):
     """Change of the cell mass per cell along each of the last ``n_axes`` axes.
 
@@ -140,15 +161,7 @@ def hpd_level(mass, axes, values):
     if mass.ndim != n_axes + batched or (batched and len(mass) != len(values)):
         raise ValueError(f"mass must have shape (*grid) or (n={len(values)}, *grid) for a "
                          f"{n_axes}-d grid; got {mass.shape}.")
-    inside = np.ones(len(values), bool)
-    cells, offsets = [], []
-    for k, (centres, width) in enumerate(axes):
-        position = (values[:, k] - (centres[0] - width / 2)) / width
-        cell = np.floor(position)
-        inside &= (cell >= 0) & (cell < len(centres))
-        cell = np.clip(cell, 0, len(centres) - 1).astype(np.int64)
-        cells.append(cell)
-        offsets.append(position - cell - 0.5)
+    cells, inside, offsets = _grid_cells(axes, values)
     index = ((np.arange(len(values)),) if batched else ()) + tuple(cells)
     slopes = _slopes(mass, n_axes)
     threshold = mass[index] + sum(s[index] * u for s, u in zip(slopes, offsets))
@@ -252,19 +265,10 @@ class MarginalPosterior:
         if flipped:
             values = values[:, ::-1]
         dens = self.mass[key] / np.prod([w for _, w in self.axes[key]])
-        cells, inside = self._cells(key, values)
+        cells, inside, _ = _grid_cells(self.axes[key], values)
         out = np.zeros(len(values))
         out[inside] = dens[tuple(c[inside] for c in cells)]
         return out
-
-    def _cells(self, key, values):
-        cells, inside = [], np.ones(len(values), bool)
-        for j, (centres, width) in enumerate(self.axes[key]):
-            lo = centres[0] - width / 2
-            c = np.floor((values[:, j] - lo) / width).astype(int)
-            inside &= (c >= 0) & (c < len(centres))
-            cells.append(np.clip(c, 0, len(centres) - 1))
-        return cells, inside
 
     def credibility(self, marginal, value):
         """Mass of the highest-density region of ``marginal`` bounded at ``value``.

@@ -49,7 +49,7 @@ from skorch.callbacks import Callback
 
 from .estimator import TMNREEstimator
 from .prior import Prior
-from .simulate import SimulationError, simulate
+from .simulate import SimulationError, check_timeout, simulate
 from .store import SimulationStore
 from .truncation import Truncator
 
@@ -324,11 +324,7 @@ class TMNRE(BaseEstimator):
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"TMNRE: on_error must be 'skip' or 'raise'; got "
                              f"{self.on_error!r}.")
-        if self.timeout is not None and (isinstance(self.timeout, bool)
-                                         or not isinstance(self.timeout, numbers.Real)
-                                         or not self.timeout > 0):
-            raise ValueError(f"TMNRE: timeout must be positive seconds or None; got "
-                             f"{self.timeout!r}.")
+        check_timeout(self.timeout, "TMNRE")
         bs = self.simulate_batch_size
         if bs is not None and (not isinstance(bs, numbers.Integral) or bs < 1):
             raise ValueError(f"TMNRE: simulate_batch_size must be a positive integer or None; "

@@ -96,6 +96,13 @@ class _Timeout(Exception):
     pass
 
 
+def check_timeout(timeout, owner):
+    """Refuse a ``timeout`` that is not None or positive seconds (a bool is not seconds)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not timeout > 0):
+        raise ValueError(f"{owner}: timeout must be positive seconds or None; got {timeout!r}.")
+
+
 def _call_with_timeout(fn, timeout):
     """Call ``fn()``; give up after ``timeout`` seconds (None: wait forever)."""
     if timeout is None:
@@ -280,9 +287,7 @@ def simulate(
         raise TypeError(f"simulate: simulator must be callable; got {type(simulator).__name__}.")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
-                                or not timeout > 0):
-        raise ValueError(f"simulate: timeout must be positive seconds or None; got {timeout!r}.")
+    check_timeout(timeout, "simulate")
     theta_arr = _validate_theta(theta)
     n = len(theta_arr)
     if n == 0:
