@@ -9,6 +9,9 @@ once, then answers every observation:
   (``marginals="1d+2d"``); posteriors read off its grids.
 * ``tmnre_balanced``: the same with the balancing penalty on (balanced NRE,
   Delaunoy et al. 2022), for calibration.
+* ``tmnre_ensemble``: the same with ``n_ensemble=5``: five networks trained
+  side by side, their logits averaged (deep ensembles, Lakshminarayanan et al.
+  2017).
 * ``sbi_nre_a``, ``sbi_nre_c``, ``sbi_bnre``: ``sbi``'s ratio estimators
   (Hermans et al. 2020; Miller et al. 2022; Delaunoy et al. 2022) with their
   default networks and training; posterior samples by sbi's default MCMC, then
@@ -57,6 +60,7 @@ __all__ = [
     "AMORTIZED",
     "COVERAGE_LEVELS",
     "METHODS",
+    "OUR_PARAMS",
     "SBI_METHODS",
     "PeakMemory",
     "RatioOnGrid",
@@ -76,10 +80,12 @@ __all__ = [
 COVERAGE_LEVELS = np.round(np.linspace(0.05, 0.95, 19), 2)
 #: sbi trainer class name of each sbi method.
 SBI_METHODS = {"sbi_nre_a": "NRE_A", "sbi_nre_c": "NRE_C", "sbi_bnre": "BNRE"}
-AMORTIZED = ("tmnre_amortized", "tmnre_balanced", *SBI_METHODS)
-METHODS = (*AMORTIZED[:2], "tmnre_truncated", *SBI_METHODS)
-# Weight of the balancing penalty of tmnre_balanced: sbi's BNRE default.
-_BALANCE = 100.0
+#: TMNREEstimator hyperparameters of each of our amortized methods. The balancing
+#: weight is sbi's BNRE default.
+OUR_PARAMS = {"tmnre_amortized": {}, "tmnre_balanced": {"balance": 100.0},
+              "tmnre_ensemble": {"n_ensemble": 5}}
+AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
+METHODS = (*OUR_PARAMS, "tmnre_truncated", *SBI_METHODS)
 # Share of the budget spent in the first truncation round (Miller et al. 2021).
 _FIRST_ROUND_SHARE = 0.3
 
@@ -105,6 +111,9 @@ class Settings:
     c2st_max_iter : int
         Epoch cap of the C2ST classifier (the benchmark's is 10,000; far-apart
         samples keep it training for minutes, so the CI setting lowers it).
+    max_2d : int or None
+        Most 2-d marginals scored per cell (see :func:`grid_marginals`); tasks
+        with fewer pairs score them all.
     params : tuple of (str, value)
         Extra :class:`~sklearn_tmnre.TMNREEstimator` hyperparameters of our methods.
     """
@@ -116,6 +125,7 @@ class Settings:
     n_coverage: int
     truncated_rounds: int
     c2st_max_iter: int = 10_000
+    max_2d: int | None = 10
     params: tuple = ()
 
     def estimator(self, **kwargs):
@@ -222,9 +232,24 @@ def torch_prior(prior):
     return MultipleIndependent(parts, validate_args=False)
 
 
-def grid_marginals(names):
-    """Every 1-d then every 2-d marginal of ``names``."""
-    return [(n,) for n in names] + list(itertools.combinations(names, 2))
+def grid_marginals(names, max_2d=None):
+    """Every 1-d marginal of ``names``, then the 2-d marginals that are scored.
+
+    Parameters
+    ----------
+    names : sequence of str
+    max_2d : int, optional
+        Score at most this many 2-d marginals: a fixed subset, seeded by the
+        parameter names only, so every method and cell of a task is scored on
+        the same pairs. A 10-parameter task has 45 pairs, and each C2ST costs
+        seconds; the subset's mean estimates the mean over all pairs without bias.
+    """
+    pairs = list(itertools.combinations(names, 2))
+    if max_2d is not None and len(pairs) > max_2d:
+        seed = np.frombuffer("|".join(names).encode(), dtype=np.uint8).astype(np.uint32)
+        keep = np.random.default_rng(seed).choice(len(pairs), size=max_2d, replace=False)
+        pairs = [pairs[i] for i in sorted(keep)]
+    return [(n,) for n in names] + pairs
 
 
 def marginal_c2st_of(samples, reference, seed, max_iter=10_000):
@@ -260,11 +285,11 @@ def marginal_c2st_of(samples, reference, seed, max_iter=10_000):
     return tuple(float(np.mean(scores[k])) if scores[k] else float("nan") for k in (1, 2))
 
 
-def grid_samples(posterior, names, n, seed):
-    """``n`` draws of every 1-d and 2-d marginal of a MarginalPosterior."""
+def grid_samples(posterior, names, n, seed, max_2d=None):
+    """``n`` draws of every scored 1-d and 2-d marginal of a MarginalPosterior."""
     rng = np.random.default_rng(seed)
     return {m: posterior.sample(n, marginal=m, random_state=int(rng.integers(2**31 - 1)))
-            for m in grid_marginals(names)}
+            for m in grid_marginals(names, max_2d)}
 
 
 class _OneDimensional:
@@ -379,17 +404,17 @@ class Fitted:
     version: str
     coverage: dict
 
-    def posterior(self, x_o, n, seed):
-        """``n`` draws of every 1-d and 2-d marginal for ``x_o``, and the seconds they took."""
+    def posterior(self, x_o, n, seed, max_2d=None):
+        """``n`` draws of every scored marginal for ``x_o``, and the seconds they took."""
         start = time.perf_counter()
         if self.method.startswith("tmnre"):
-            samples = grid_samples(self.model.posterior(x_o), self.names, n, seed)
+            samples = grid_samples(self.model.posterior(x_o), self.names, n, seed, max_2d)
         else:
             torch.manual_seed(seed)
             np.random.seed(seed)
             draws = self.model.sample((n,), x=_as_float32(x_o)[None], show_progress_bars=False)
             joint = pd.DataFrame(draws.numpy().astype(np.float64), columns=self.names)
-            samples = {m: joint[list(m)] for m in grid_marginals(self.names)}
+            samples = {m: joint[list(m)] for m in grid_marginals(self.names, max_2d)}
         return samples, time.perf_counter() - start
 
 
@@ -432,9 +457,8 @@ def fit_amortized(method, task, theta, X, seed, settings):
     with PeakMemory() as mem:
         start = time.perf_counter()
         if method.startswith("tmnre"):
-            balance = _BALANCE if method == "tmnre_balanced" else 0.0
-            model = settings.estimator(prior=task.prior, balance=balance,
-                                       random_state=seed).fit(X, theta)
+            model = settings.estimator(prior=task.prior, random_state=seed,
+                                       **OUR_PARAMS[method]).fit(X, theta)
             epochs, version = len(model.net_.history), __version__
         else:
             import sbi
@@ -457,10 +481,12 @@ def fit_amortized(method, task, theta, X, seed, settings):
 def observation_result(fitted, task, observation, reference, seed, settings):
     """One amortized cell: the observation's posterior, its C2STs and costs."""
     with PeakMemory() as mem:
-        samples, seconds = fitted.posterior(task.observation(observation), len(reference), seed)
+        samples, seconds = fitted.posterior(task.observation(observation), len(reference), seed,
+                                            settings.max_2d)
     c1, c2 = marginal_c2st_of(samples, reference, seed, settings.c2st_max_iter)
     return {
-        "c2st_1d": c1, "c2st_2d": c2, **fitted.coverage,
+        "c2st_1d": c1, "c2st_2d": c2, "n_2d": sum(len(m) == 2 for m in samples),
+        **fitted.coverage,
         "n_sims_used": fitted.n_sims, "epochs": fitted.epochs, "rounds": 1,
         "train_seconds": fitted.train_seconds, "posterior_seconds": seconds,
         "seconds": fitted.train_seconds + seconds,
@@ -514,9 +540,10 @@ def truncated_result(task, observation, budget, reference, seed, settings):
                 n_used += left
                 epochs += len(estimator.net_.history)
             samples = grid_samples(estimator.posterior(x_o), list(task.prior.names),
-                                   len(reference), seed)
+                                   len(reference), seed, settings.max_2d)
             seconds = time.perf_counter() - start
     c1, c2 = marginal_c2st_of(samples, reference, seed, settings.c2st_max_iter)
+    n_2d = sum(len(m) == 2 for m in samples)
     coverage = _no_coverage()
     if settings.n_coverage:
         # Calibration inside the box the last estimator was trained on.
@@ -524,7 +551,7 @@ def truncated_result(task, observation, budget, reference, seed, settings):
         test_theta = estimator.prior_.sample(settings.n_coverage, random_state=rng)
         coverage = coverage_summary(estimator, task.simulate_batch(test_theta, rng), test_theta)
     return {
-        "c2st_1d": c1, "c2st_2d": c2, **coverage,
+        "c2st_1d": c1, "c2st_2d": c2, "n_2d": n_2d, **coverage,
         "n_sims_used": n_used, "epochs": epochs, "rounds": len(run.rounds_) + (left > 0),
         "train_seconds": seconds, "posterior_seconds": 0.0, "seconds": seconds,
         "peak_mb": mem.peak_mb, "version": __version__,

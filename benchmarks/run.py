@@ -61,7 +61,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
 KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "n_c2st", "params"]
 COLUMNS = KEY + [
-    "c2st_1d", "c2st_2d", "coverage_mae", "coverage_max_shortfall",
+    "c2st_1d", "c2st_2d", "n_2d", "coverage_mae", "coverage_max_shortfall",
     "coverage_n_below", "n_coverage", "n_sims_used", "epochs", "rounds", "train_seconds",
     "posterior_seconds", "seconds", "peak_mb", "version", "commit", "threads", "load",
     "timestamp",
@@ -117,7 +117,9 @@ def configure(args):
     overrides = {"n_c2st": args.n_c2st, "n_coverage": args.n_coverage}
     values = {**preset["settings"], **{k: v for k, v in overrides.items() if v is not None}}
     settings = Settings(name=name, params=tuple(sorted(params.items())), **values)
-    default_methods = [m for m in METHODS if m != "tmnre_balanced" or name == "full"]
+    # The balanced and ensemble estimators cost more and answer the full run's questions.
+    default_methods = [m for m in METHODS
+                       if m not in ("tmnre_balanced", "tmnre_ensemble") or name == "full"]
     grid = {
         "tasks": args.tasks or preset["tasks"],
         "budgets": args.budgets or preset["budgets"],
@@ -160,7 +162,17 @@ def load_done(path):
 
 
 def append_row(path, row):
-    """Append one finished cell (the header first when the file is new)."""
+    """Append one finished cell (the header first when the file is new).
+
+    A results file written before a column was added is rewritten once with the
+    current columns (the new ones empty), so old rows keep their meaning.
+    """
+    if path.exists():
+        with open(path) as f:
+            header = f.readline().strip().split(",")
+        if header != COLUMNS:
+            old = pd.read_csv(path, dtype={"params": str}, keep_default_na=False)
+            old.reindex(columns=COLUMNS).to_csv(path, index=False)
     frame = pd.DataFrame([row], columns=COLUMNS)
     frame.to_csv(path, mode="a", header=not path.exists(), index=False)
 

@@ -62,13 +62,12 @@ def grid_logits(estimator, X, dims=(1, 2)):
             log_prior[m] = lp
         theta_m = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
         P, M = theta_m.shape[0], theta_m.shape[1]
-        head = net.heads[net.dims.index(k)]
         values = np.empty((len(X), P, M), dtype=np.float32)
         b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * estimator.hidden_features)))
         p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * estimator.hidden_features)))
         for i in range(0, len(X), b_chunk):
             s = estimator._embed(X[i:i + b_chunk])
-            s_part = head.embed_part(s)
+            s_part = net.embed_part(s, k)
             for j in range(0, P, p_chunk):
                 t = theta_m[None, j:j + p_chunk].expand(len(s), -1, -1, -1)
                 values[i:i + b_chunk, j:j + p_chunk] = (

@@ -154,7 +154,7 @@ class RatioNet(NeuralNet):
         return _Batches(dataset, self.batch_size, shuffle=training, seed=seed,
                         n_negatives=self.n_negatives)
 
-    def _pair_logits(self, batch):
+    def _pair_logits(self, batch, members=False):
         x = batch["x"].to(self.device, non_blocking=True)
         theta = batch["theta"].to(self.device, non_blocking=True)
         perm = batch["perm"].to(self.device)
@@ -162,14 +162,15 @@ class RatioNet(NeuralNet):
         s = net.embed(x)
         # P = 1 + K candidates per observation: its own theta and K other rows'.
         both = torch.cat([theta[:, None], theta[perm]], dim=1)
-        logits = net.logits_from_embedding(s, both)
+        logits = net.logits_from_embedding(s, both, members=members)
         return logits[:, 0], logits[:, 1:]
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, _ = batch
-        f_joint, f_marginal = self._pair_logits(Xi)
-        loss = self.criterion_(f_joint, f_marginal)
+        # An ensemble trains every member on its own loss; their mean is reported.
+        f_joint, f_marginal = self._pair_logits(Xi, members=True)
+        loss = self.criterion_(f_joint, f_marginal) / self.module_.n_members
         loss.backward()
         return {"loss": loss, "y_pred": f_joint}
 

@@ -52,7 +52,7 @@ from skorch.history import History
 
 from ._durable import fsync_dir
 from ._training import RatioLoss, RatioNet
-from .networks import EMBEDDINGS, RatioNetwork, make_embedding
+from .networks import EMBEDDINGS
 from .prior import Prior
 
 __all__ = ["FORMAT_VERSION", "load_estimator", "prior_from_json", "prior_to_json",
@@ -319,7 +319,9 @@ def save_estimator(estimator, path, *, overwrite=False):
             "feature_names_in_": (None if not hasattr(estimator, "feature_names_in_")
                                   else [str(c) for c in estimator.feature_names_in_]),
             "y_1d": bool(getattr(estimator, "_y_1d", False)),
-            "embedding_features": int(module.heads[0].w_s.shape[1]),
+            # One member's embedding width (every member of an ensemble has the same).
+            "embedding_features": int(getattr(module, "members", [module])[0]
+                                      .heads[0].w_s.shape[1]),
         },
     }
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
@@ -458,7 +460,7 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
         without ``trust_embedding``; weights that are not a tensors-only file or
         do not fit the architecture in ``config.json``.
     """
-    from .estimator import TMNREEstimator
+    from .estimator import TMNREEstimator, build_ratio_network
 
     cls = TMNREEstimator if cls is None else cls
     if not (isinstance(cls, type) and issubclass(cls, TMNREEstimator)):
@@ -497,25 +499,24 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
 
     # Building the network draws initial weights; the caller's torch RNG is left as it was.
     with torch.random.fork_rng(devices=[]):
-        emb, n_features = make_embedding(embedding, event_shape, estimator.embedding_dim,
-                                         **estimator._embedding_params())
-        if n_features != embedding_features:
-            raise ValueError(f"load_estimator: the embedding now outputs {n_features} features "
-                             f"but the saved network used {embedding_features}; the embedding "
-                             "code changed since the model was saved.")
-        missing = [k for k in ("x_mean", "x_std", "theta_mean", "theta_std") if k not in state]
+        # An ensemble's buffers live in its members; member 0's standardization is everyone's.
+        prefix = "members.0." if estimator.n_ensemble > 1 else ""
+        buffers = [prefix + k for k in ("x_mean", "x_std", "theta_mean", "theta_std")]
+        missing = [k for k in buffers if k not in state]
         if missing:
             raise ValueError(f"load_estimator: {_WEIGHTS} lacks the buffers {missing}.")
         unknown = sorted({n for m in marginals for n in m} - set(names))
         if unknown:
             raise ValueError(f"config.json: marginals name parameters {unknown} that are not "
                              f"in names_ {names}.")
-        module = RatioNetwork(
-            emb, n_features, [tuple(names.index(n) for n in m) for m in marginals],
-            state["x_mean"], state["x_std"], state["theta_mean"], state["theta_std"],
-            hidden_features=estimator.hidden_features, num_blocks=estimator.num_blocks,
-            dropout=estimator.dropout, fourier_features=estimator.fourier_features,
-            fourier_scale=estimator.fourier_scale)
+        estimator.event_shape_ = event_shape
+        module, n_features = build_ratio_network(
+            estimator, [tuple(names.index(n) for n in m) for m in marginals],
+            *(state[k] for k in buffers))
+        if n_features != embedding_features:
+            raise ValueError(f"load_estimator: the embedding now outputs {n_features} features "
+                             f"but the saved network used {embedding_features}; the embedding "
+                             "code changed since the model was saved.")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

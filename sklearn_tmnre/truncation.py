@@ -68,8 +68,7 @@ def _log_ratio_1d(estimator, x_o, values):
     net = estimator.net_.module_
     device = estimator.net_.device
     s = net.embed(torch.as_tensor(x_o[None], dtype=torch.float32, device=device))
-    head = net.heads[net.dims.index(1)]
-    s_part = head.embed_part(s)
+    s_part = net.embed_part(s, 1)
     n_points, n_marginals = values.shape
     chunk = max(1, _CHUNK_ELEMENTS // (n_marginals * estimator.hidden_features))
     out = np.empty((n_points, n_marginals), dtype=np.float64)

@@ -96,6 +96,37 @@ def test_appended_rows_are_found_as_done(tmp_path):
     assert len(run.load_done(path)) == 2
 
 
+def test_results_written_before_a_new_column_are_migrated(tmp_path):
+    path = tmp_path / "accuracy.csv"
+    settings = methods.Settings(name="tiny", max_epochs=1, sbi_max_epochs=1, n_c2st=10,
+                                n_coverage=0, truncated_rounds=1)
+    old_key = run._key(settings, "two_moons", 1, 300, "tmnre_amortized", 0)
+    old = pd.DataFrame([{**dict(zip(run.KEY, old_key)), "c2st_1d": 0.61, "c2st_2d": 0.7}])
+    old.to_csv(path, index=False)  # an older file: no n_2d and fewer columns
+    new_key = run._key(settings, "slcp", 2, 300, "sbi_bnre", 1)
+    run.append_row(path, {**dict(zip(run.KEY, new_key)), "c2st_1d": 0.8, "n_2d": 10})
+    table = pd.read_csv(path)
+    assert list(table.columns) == run.COLUMNS
+    assert table["c2st_1d"].tolist() == [0.61, 0.8]
+    assert table["c2st_2d"].iloc[0] == 0.7 and np.isnan(table["n_2d"].iloc[0])
+    assert run.load_done(path) == {old_key, new_key}
+
+
+def test_scored_pairs_are_a_fixed_subset_for_large_tasks():
+    small = [f"t{i}" for i in range(5)]
+    assert methods.grid_marginals(small, max_2d=10) == methods.grid_marginals(small)
+    assert len(methods.grid_marginals(small)) == 5 + 10
+    large = [f"theta_{i}" for i in range(10)]
+    chosen = methods.grid_marginals(large, max_2d=10)
+    assert chosen[:10] == [(n,) for n in large]
+    pairs = chosen[10:]
+    assert len(pairs) == len(set(pairs)) == 10
+    assert all(a in large and b in large and large.index(a) < large.index(b) for a, b in pairs)
+    # The same pairs on every call, so every method of a task is scored alike.
+    assert methods.grid_marginals(list(large), max_2d=10) == chosen
+    assert len(methods.grid_marginals(large)) == 10 + 45
+
+
 def test_torch_prior_matches_the_prior():
     pytest.importorskip("sbi")
     torch = pytest.importorskip("torch")

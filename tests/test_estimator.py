@@ -4,6 +4,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -196,6 +197,31 @@ def test_balance_makes_classifier_balanced(problem):
     assert gap(balanced) < gap(plain)
 
 
+def test_ensemble_averages_independently_trained_members(problem):
+    prior, X, theta = problem
+    params = {**TINY, "max_epochs": 3}
+    ens = TMNREEstimator(prior=prior, marginals="1d+2d", n_ensemble=3, **params)
+    ens.fit(X[:400], theta[:400])
+    again = clone(ens).fit(X[:400], theta[:400])
+    np.testing.assert_array_equal(ens.predict(X[:10]), again.predict(X[:10]))
+    members = ens.net_.module_.members
+    assert len(members) == 3
+    # Each member trained on its own loss from its own start: they disagree.
+    x = torch.as_tensor(X[:50], dtype=torch.float32)
+    t = torch.as_tensor(theta.to_numpy()[:50], dtype=torch.float32)
+    with torch.no_grad():
+        each = np.stack([m(x, t).numpy() for m in members])
+    assert np.abs(each[0] - each[1]).max() > 1e-3
+    np.testing.assert_allclose(ens.log_ratio(X[:50], theta[:50]).to_numpy(), each.mean(0),
+                               rtol=1e-5, atol=1e-5)
+    # The training loss reported is the members' mean, on the scale of one network.
+    single = TMNREEstimator(prior=prior, marginals="1d+2d", **params).fit(X[:400], theta[:400])
+    first = ens.net_.history[0, "train_loss"]
+    assert abs(first - single.net_.history[0, "train_loss"]) < 0.25 * first
+    post = ens.posterior(X[0])
+    assert set(post.mass) == {("a",), ("b",), ("a", "b")}
+
+
 def test_errors(problem, trained):
     prior, X, theta = problem
     est = TMNREEstimator(prior=prior, **TINY)
@@ -225,6 +251,8 @@ def test_errors(problem, trained):
         TMNREEstimator(hidden=3).fit(X[:100], theta[:100])
     with pytest.raises(ValueError, match="batch_size"):
         TMNREEstimator(batch_size=1).fit(X[:100], theta[:100])
+    with pytest.raises(ValueError, match="n_ensemble must be an integer >= 1"):
+        TMNREEstimator(n_ensemble=0).fit(X[:100], theta[:100])
     with pytest.raises(ValueError, match="at least 2 samples"):
         est.fit(X[:1], theta[:1])
 

@@ -5,7 +5,12 @@ from scipy import stats
 from torch import nn
 
 from sklearn_tmnre import Prior, TMNREEstimator
-from sklearn_tmnre.networks import BatchedMarginalHeads, RatioNetwork, make_embedding
+from sklearn_tmnre.networks import (
+    BatchedMarginalHeads,
+    RatioEnsemble,
+    RatioNetwork,
+    make_embedding,
+)
 
 
 def test_batched_heads_equal_a_loop_over_marginals():
@@ -143,3 +148,34 @@ def test_estimator_routes_embedding_pooling():
     assert est.net_.module_.embedding.head.in_features == 2 * 4 * 4
     with pytest.raises(ValueError, match="pooling"):
         est.set_params(embedding__pooling="global").fit(X, theta)
+
+
+def _member(marginals, seed):
+    torch.manual_seed(seed)
+    emb, n = make_embedding("mlp", (3,), 4)
+    return RatioNetwork(emb, n, marginals, torch.zeros(3), torch.ones(3), torch.zeros(3),
+                        torch.ones(3), hidden_features=8, num_blocks=1)
+
+
+def test_ensemble_logit_is_the_mean_of_its_members():
+    marginals = [(0,), (1, 2), (2,)]
+    members = [_member(marginals, seed) for seed in range(3)]
+    ensemble = RatioEnsemble(members)
+    x, theta = torch.randn(7, 3), torch.randn(7, 3)
+    each = torch.stack([m(x, theta) for m in members])
+    assert not torch.allclose(each[0], each[1])  # members start from different weights
+    torch.testing.assert_close(ensemble(x, theta), each.mean(0))
+    # For training, every member's logits side by side.
+    s = ensemble.embed(x)
+    assert s.shape == (7, 3 * 4)
+    side = ensemble.logits_from_embedding(s, theta[:, None], members=True)[:, 0]
+    torch.testing.assert_close(side, torch.cat(list(each), dim=-1))
+    # The cached-embedding path of the grids gives the same mean.
+    part = ensemble.embed_part(s, 2)
+    grid = ensemble.group_logits(s, theta[:, None, None, 1:], 2, s_part=part)[:, 0, 0]
+    torch.testing.assert_close(grid, each.mean(0)[:, 1])
+
+
+def test_ensemble_needs_a_member():
+    with pytest.raises(ValueError, match="at least one member"):
+        RatioEnsemble([])

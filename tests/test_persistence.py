@@ -98,6 +98,14 @@ def test_saved_model_gives_identical_outputs(fitted, saved, data):
     assert type(loaded) is TMNREEstimator
     _assert_same_outputs(fitted, loaded, X[:40], theta.iloc[:40])
     assert loaded.get_params() == fitted.get_params()
+
+
+def test_saved_ensemble_gives_identical_outputs(data, tmp_path):
+    X, theta = data
+    fitted = _small(prior=PRIOR, marginals="1d+2d", n_ensemble=3, max_epochs=2).fit(X, theta)
+    loaded = load_estimator(save_estimator(fitted, tmp_path / "ensemble"))
+    assert loaded.net_.module_.n_members == 3
+    _assert_same_outputs(fitted, loaded, X[:40], theta.iloc[:40])
     assert loaded.prior_ == fitted.prior_ and loaded.prior is loaded.prior_
     for attr in ("names_", "marginals_", "log_ratio_columns_", "event_shape_",
                  "n_features_in_", "_y_1d"):
