@@ -85,10 +85,11 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         The best weights are restored at the end. Patience pays: the
         validation loss is dominated by the noisy 1-d terms, and an impatient
         schedule lowers the learning rate before the sharper 2-d heads have
-        converged. On two moons at 10^4 simulations (one training set and
-        seed; observations 1 and 2) patience 20 gave 2-d C2STs of 0.71 and
-        0.74 in 66 epochs, patience 40 gave 0.58 and 0.53 in 147, patience 60
-        gave 0.54 and 0.51 in 196. Lower it for speed on easy problems.
+        converged. On two moons at 10^4 simulations (``benchmarks/run.py``,
+        seed 0, observations 1-3) patience 20 gave 2-d C2STs of 0.67 / 0.66 /
+        0.69 after 76 epochs and patience 60 gave 0.57 / 0.60 / 0.59 after 200
+        (the ``max_epochs`` cap), with better calibration too. Lower it for
+        speed on easy problems.
     validation_fraction : float, default=0.1
         Held-out fraction for early stopping (0 disables validation).
     n_negatives : int, default=4
