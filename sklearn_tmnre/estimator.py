@@ -455,7 +455,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
         t_std = np.where(t_std > 0, t_std, 1.0)
         indices = [tuple(self.names_.index(n) for n in m) for m in self.marginals_]
-        module, _ = build_ratio_network(self, indices, x_mean, x_std, t_mean, t_std)
+        module, _ = build_ratio_network(self, self.event_shape_, indices, x_mean, x_std,
+                                        t_mean, t_std)
         split = ValidationSplit(self.validation_fraction, seed)
         # Tiny data sets get no validation split; then the training loss is watched.
         monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
@@ -750,12 +751,23 @@ def _histogram_prior(theta, names):
     return Prior(dists)
 
 
-def build_ratio_network(estimator, indices, x_mean, x_std, theta_mean, theta_std):
+def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_mean, theta_std):
     """The (untrained) network of an estimator's hyperparameters.
 
     One :class:`~sklearn_tmnre.networks.RatioNetwork`, or a
     :class:`~sklearn_tmnre.networks.RatioEnsemble` of ``n_ensemble`` of them,
     each with its own embedding. Used by ``fit`` and by model loading.
+
+    Parameters
+    ----------
+    estimator : TMNREEstimator
+        Its hyperparameters (embedding, heads, ``n_ensemble``) shape the network.
+    event_shape : tuple of int
+        Shape of one observation.
+    indices : list of tuple of int
+        Parameter columns of each marginal, in output order.
+    x_mean, x_std, theta_mean, theta_std : array-like
+        Standardization of data and parameters.
 
     Returns
     -------
@@ -765,7 +777,7 @@ def build_ratio_network(estimator, indices, x_mean, x_std, theta_mean, theta_std
     """
     members = []
     for _ in range(estimator.n_ensemble):
-        embedding, n_features = make_embedding(estimator.embedding, estimator.event_shape_,
+        embedding, n_features = make_embedding(estimator.embedding, event_shape,
                                                estimator.embedding_dim,
                                                **estimator._embedding_params())
         members.append(RatioNetwork(

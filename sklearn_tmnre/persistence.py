@@ -509,9 +509,8 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
         if unknown:
             raise ValueError(f"config.json: marginals name parameters {unknown} that are not "
                              f"in names_ {names}.")
-        estimator.event_shape_ = event_shape
         module, n_features = build_ratio_network(
-            estimator, [tuple(names.index(n) for n in m) for m in marginals],
+            estimator, event_shape, [tuple(names.index(n) for n in m) for m in marginals],
             *(state[k] for k in buffers))
         if n_features != embedding_features:
             raise ValueError(f"load_estimator: the embedding now outputs {n_features} features "
