@@ -13,9 +13,6 @@ embedding of ``x`` across all marginals; training runs in skorch
 
 from __future__ import annotations
 
-import itertools
-import numbers
-
 import numpy as np
 import pandas as pd
 import torch
@@ -24,22 +21,23 @@ from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
+from ._build import float_tensor, make_ratio_net
+from ._checks import (
+    FLOAT32_MAX,
+    check_hyperparameters,
+    check_support,
+    marginal_label,
+    parameter_names,
+    resolve_marginals,
+    validate_theta,
+)
 from ._grids import grid_logits, grid_masses
-from ._training import PairData, RatioLoss, RatioNet, ValidationSplit
-from .networks import RatioEnsemble, RatioNetwork, make_embedding
+from ._training import PairData
 from .posterior import MarginalPosterior
 from .prior import Prior
 
 __all__ = ["TMNREEstimator"]
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _marginal_label(marginal):
-    return "|".join(marginal)
-
 
 class TMNREEstimator(RegressorMixin, BaseEstimator):
     """Marginal neural ratio estimator of 1-d and 2-d posteriors.
@@ -239,112 +237,11 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return {k[len("embedding__"):]: v for k, v in vars(self).items()
                 if k.startswith("embedding__")}
 
-    def _check_hyperparameters(self):
-        unexpected = getattr(self, "_unexpected_params", None)
-        if unexpected:
-            raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
-                            "arguments are spelled embedding__<arg>.")
-        def positive_int(name, minimum=1):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-        for name in ("embedding_dim", "hidden_features", "max_epochs", "patience"):
-            positive_int(name)
-        positive_int("num_blocks", 0)
-        positive_int("n_negatives", 1)
-        positive_int("n_ensemble", 1)
-        positive_int("fourier_features", 0)
-        if not (isinstance(self.fourier_scale, numbers.Real) and self.fourier_scale > 0):
-            raise ValueError(f"fourier_scale must be a positive number; got "
-                             f"{self.fourier_scale!r}.")
-        positive_int("batch_size", 2)
-        positive_int("n_grid_1d", 2)
-        positive_int("n_grid_2d", 2)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}.")
-        if not (isinstance(self.balance, numbers.Real) and self.balance >= 0):
-            raise ValueError(f"balance must be a number >= 0; got {self.balance!r}.")
-        if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}.")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}.")
-        if self.prior is not None and not isinstance(self.prior, Prior):
-            raise TypeError(f"prior must be a sklearn_tmnre.Prior or None; got "
-                            f"{type(self.prior).__name__}.")
-
     # ------------------------------------------------------------ validation
-    def _parameter_names(self, y):
-        """Names of the parameters in ``y`` and y as a float array in that order."""
-        if isinstance(y, pd.Series):
-            y = y.to_frame()
-        if isinstance(y, pd.DataFrame):
-            names = [str(c) for c in y.columns]
-            y = y.set_axis(names, axis=1)
-            if len(set(names)) != len(names):
-                raise ValueError(f"y has duplicate column names {names}.")
-            if self.prior is not None:
-                unknown = sorted(set(names) - set(self.prior.names))
-                missing = [n for n in self.prior.names if n not in names]
-                if unknown:
-                    raise ValueError(f"y has columns {unknown} that are not in the prior's "
-                                     f"parameters {self.prior.names}.")
-                if missing:
-                    raise ValueError(f"y lacks the prior's parameters {missing}.")
-                names = list(self.prior.names)
-                y = y[names]
-            return names, y
-        if y is None:
-            raise ValueError("TMNREEstimator requires y to be passed, but the target y is None: "
-                             "pass the parameters theta the data were simulated from.")
-        arr = np.asarray(y)
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"y must have shape (n,) or (n, D); got shape {arr.shape}.")
-        n_params = 1 if arr.ndim == 1 else arr.shape[1]
-        if self.prior is not None:
-            if n_params != self.prior.ndim:
-                raise ValueError(f"y has {n_params} parameter column(s) but the prior has "
-                                 f"{self.prior.ndim} ({self.prior.names}).")
-            return list(self.prior.names), y
-        return [f"theta_{i}" for i in range(max(n_params, 1))], y
-
-    def _resolve_marginals(self, names):
-        spec = self.marginals
-        if isinstance(spec, str):
-            table = {
-                "1d": [(n,) for n in names],
-                "2d": list(itertools.combinations(names, 2)),
-                "1d+2d": [(n,) for n in names] + list(itertools.combinations(names, 2)),
-            }
-            if spec not in table:
-                raise ValueError(f"marginals={spec!r} is unknown; use '1d', '2d', '1d+2d' or a "
-                                 "list of tuples of parameter names.")
-            out = table[spec]
-            if not out:
-                raise ValueError(f"marginals={spec!r} needs at least two parameters; there is "
-                                 f"only {names}.")
-            return out
-        out = []
-        for m in spec:
-            m = (m,) if isinstance(m, str) else tuple(m)
-            unknown = [n for n in m if n not in names]
-            if unknown:
-                raise ValueError(f"marginal {m} names unknown parameters {unknown}; the "
-                                 f"parameters are {names}.")
-            if len(set(m)) != len(m) or not m:
-                raise ValueError(f"marginal {m} must name distinct parameters.")
-            if m in out:
-                raise ValueError(f"marginal {m} is listed twice.")
-            out.append(m)
-        if not out:
-            raise ValueError("marginals is an empty list.")
-        return out
-
     def _validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32),
                           ensure_min_samples=1)
-        if np.abs(X).max(initial=0.0) > _FLOAT32_MAX:
+        if np.abs(X).max(initial=0.0) > FLOAT32_MAX:
             raise ValueError("X has values beyond float32's range (the network computes in "
                              "float32); rescale the data.")
         if reset:
@@ -356,49 +253,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
     def _validate_theta(self, theta, n, argname="theta"):
         """Parameters as float array (n, D) in ``names_`` order, checked against the prior."""
-        if isinstance(theta, pd.Series):
-            theta = theta.to_frame()
-        if isinstance(theta, pd.DataFrame):
-            theta = theta.set_axis([str(c) for c in theta.columns], axis=1)
-            dups = sorted(set(theta.columns[theta.columns.duplicated()]))
-            if dups:
-                raise ValueError(f"{argname} has duplicate column names {dups}.")
-            missing = [c for c in self.names_ if c not in theta.columns]
-            if missing:
-                raise ValueError(f"{argname} lacks columns {missing}; expected {self.names_}.")
-            theta = theta[self.names_]
-        arr = np.asarray(theta)
-        try:
-            if arr.dtype.kind not in "biuf" and arr.dtype != object:
-                raise TypeError
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{argname} must hold numeric parameter values; got dtype "
-                            f"{arr.dtype} (Unknown label type for a ratio estimator).") from None
-        if arr.ndim == 1 and len(self.names_) == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2 or arr.shape[1] != len(self.names_):
-            raise ValueError(f"{argname} must have shape (n, {len(self.names_)}) for parameters "
-                             f"{self.names_}; got {arr.shape}.")
-        if len(arr) != n:
-            raise ValueError(f"X and {argname} have different numbers of rows ({n} and "
-                             f"{len(arr)}).")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{argname} contains NaN or infinite values.")
-        if np.abs(arr).max(initial=0.0) > _FLOAT32_MAX:
-            raise ValueError(f"{argname} has values beyond float32's range (the network "
-                             "computes in float32); rescale the parameters.")
-        return arr
-
-    def _check_support(self, theta, argname):
-        """With a known prior, parameters outside its support are an error."""
-        if self.prior is not None:
-            outside = ~self.prior_.contains(theta)
-            if outside.any():
-                raise ValueError(
-                    f"{argname} has {int(outside.sum())} row(s) outside the prior's support "
-                    f"(first: row {int(np.flatnonzero(outside)[0])}); the ratio is undefined "
-                    "there.")
+        return validate_theta(theta, self.names_, n, argname)
 
     # ----------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -415,11 +270,11 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         -------
         self : TMNREEstimator
         """
-        self._check_hyperparameters()
+        check_hyperparameters(self)
         # Like scikit-learn regressors: a 1-d target gives 1-d predictions.
         y_1d = isinstance(y, pd.Series) or (
             y is not None and not isinstance(y, pd.DataFrame) and np.asarray(y).ndim == 1)
-        names, y = self._parameter_names(y)
+        names, y = parameter_names(y, self.prior)
         X = self._validate_X(X, reset=True)
         self.names_ = names
         self._y_1d = y_1d
@@ -429,63 +284,20 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
                              f"pairs; got {len(X)} sample (n_samples = 1).")
         if self.prior is not None:
             self.prior_ = self.prior
-            self._check_support(theta, "y")
+            check_support(self.prior, theta, "y")
         else:
             self.prior_ = _histogram_prior(theta, names)
-        self.marginals_ = self._resolve_marginals(names)
-        self.log_ratio_columns_ = [_marginal_label(m) for m in self.marginals_]
+        self.marginals_ = resolve_marginals(self.marginals, names)
+        self.log_ratio_columns_ = [marginal_label(m) for m in self.marginals_]
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net_ = self._build_net(X, theta, seed)
-            self.net_.fit(PairData(_float_tensor(X), _float_tensor(theta)), None)
+            self.net_ = make_ratio_net(self, X, theta, seed)
+            self.net_.fit(PairData(float_tensor(X), float_tensor(theta)), None)
         self.net_.module_.eval()
         return self
-
-    def _build_net(self, X, theta, seed):
-        x32 = X.astype(np.float32)
-        if self.embedding in ("cnn1d", "cnn2d"):
-            # Images and spectra keep their spatial structure: one global scale.
-            x_mean, x_std = x32.mean(), x32.std()
-        else:
-            x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
-        x_std = np.where(x_std > 0, x_std, 1.0)
-        t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
-        t_std = np.where(t_std > 0, t_std, 1.0)
-        indices = [tuple(self.names_.index(n) for n in m) for m in self.marginals_]
-        module, _ = build_ratio_network(self, self.event_shape_, indices, x_mean, x_std,
-                                        t_mean, t_std)
-        split = ValidationSplit(self.validation_fraction, seed)
-        # Tiny data sets get no validation split; then the training loss is watched.
-        monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
-        callbacks = [
-            ("early_stopping", EarlyStopping(monitor=monitor, patience=self.patience,
-                                             load_best=True,
-                                             sink=print if self.verbose else _silent)),
-            ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
-                                        factor=0.2, patience=max(1, self.patience // 3))),
-        ]
-        if self.verbose > 1:
-            callbacks.append(("progress_bar", ProgressBar()))
-        callbacks += list(self.callbacks or [])
-        return RatioNet(
-            module,
-            criterion=RatioLoss,
-            criterion__balance=self.balance,
-            optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            train_split=split,
-            callbacks=callbacks,
-            device=self.device,
-            verbose=max(0, int(self.verbose)),
-            iterator_seed=seed,
-            n_negatives=self.n_negatives,
-        )
 
     # ------------------------------------------------------------ inference
     def _observations(self, X, argname="X", allow_single=False):
@@ -505,7 +317,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def _embed(self, X):
         net = self.net_.module_
         device = self.net_.device
-        chunks = [net.embed(_float_tensor(X[i:i + 4096]).to(device))
+        chunks = [net.embed(float_tensor(X[i:i + 4096]).to(device))
                   for i in range(0, len(X), 4096)]
         return torch.cat(chunks)
 
@@ -524,7 +336,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         X = self._observations(X)
         th = self._validate_theta(theta, len(X))
-        self._check_support(th, "theta")
+        check_support(self.prior, th, "theta")
         net = self.net_.module_
         out = []
         for i in range(0, len(X), 4096):
@@ -653,7 +465,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """
         X = self._observations(X)
         theta = self._validate_theta(y, len(X), argname="y")
-        self._check_support(theta, "y")
+        check_support(self.prior, theta, "y")
         has_1d = any(len(m) == 1 for m in self.marginals_)
         axes, logits, log_prior = self._grid_logits(X, dims=(1,) if has_1d else (2,))
         use = list(logits)
@@ -663,7 +475,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             volume = np.prod([w for _, w in axes[m]])
             lg = (logits[m] + log_prior[m]).reshape(len(X), -1)
             log_z = logsumexp(lg, axis=1) + np.log(volume)
-            value = lr[_marginal_label(m)].to_numpy() - log_z
+            value = lr[marginal_label(m)].to_numpy() - log_z
             if self.prior is not None:
                 idx = [self.names_.index(n) for n in m]
                 value = value + self.prior_.marginal(list(m)).log_prob(theta[:, idx])
@@ -719,23 +531,6 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return load_estimator(path, cls=cls, device=device, trust_embedding=trust_embedding)
 
 
-def _float_tensor(a):
-    """A float32 tensor of ``a``, sharing memory where it can.
-
-    A read-only array (a memory-mapped file, a broadcast view) is copied first:
-    torch cannot share memory with it without warning that writes would be
-    undefined behaviour.
-    """
-    a = np.asarray(a, dtype=np.float32)
-    if not a.flags.writeable:
-        a = a.copy()
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def _silent(*args, **kwargs):
-    """A print sink that prints nothing (skorch callbacks' ``sink``)."""
-
-
 def _histogram_prior(theta, names):
     """A Prior of per-parameter histograms of the training parameters (``prior=None``)."""
     dists = {}
@@ -749,41 +544,3 @@ def _histogram_prior(theta, names):
         dists[name] = stats.rv_histogram(np.histogram(col, bins=bins, range=(lo, hi)),
                                          density=True)()
     return Prior(dists)
-
-
-def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_mean, theta_std):
-    """The (untrained) network of an estimator's hyperparameters.
-
-    One :class:`~sklearn_tmnre.networks.RatioNetwork`, or a
-    :class:`~sklearn_tmnre.networks.RatioEnsemble` of ``n_ensemble`` of them,
-    each with its own embedding. Used by ``fit`` and by model loading.
-
-    Parameters
-    ----------
-    estimator : TMNREEstimator
-        Its hyperparameters (embedding, heads, ``n_ensemble``) shape the network.
-    event_shape : tuple of int
-        Shape of one observation.
-    indices : list of tuple of int
-        Parameter columns of each marginal, in output order.
-    x_mean, x_std, theta_mean, theta_std : array-like
-        Standardization of data and parameters.
-
-    Returns
-    -------
-    module : torch.nn.Module
-    embedding_features : int
-        Width of one member's embedding.
-    """
-    members = []
-    for _ in range(estimator.n_ensemble):
-        embedding, n_features = make_embedding(estimator.embedding, event_shape,
-                                               estimator.embedding_dim,
-                                               **estimator._embedding_params())
-        members.append(RatioNetwork(
-            embedding, n_features, indices, x_mean, x_std, theta_mean, theta_std,
-            hidden_features=estimator.hidden_features, num_blocks=estimator.num_blocks,
-            dropout=estimator.dropout, fourier_features=estimator.fourier_features,
-            fourier_scale=estimator.fourier_scale))
-    module = members[0] if len(members) == 1 else RatioEnsemble(members)
-    return module, n_features

@@ -50,6 +50,7 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
+from ._checks import check_hyperparameters
 from ._durable import fsync_dir
 from ._training import RatioLoss, RatioNet
 from .networks import EMBEDDINGS
@@ -460,7 +461,8 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
         without ``trust_embedding``; weights that are not a tensors-only file or
         do not fit the architecture in ``config.json``.
     """
-    from .estimator import TMNREEstimator, build_ratio_network
+    from ._build import build_ratio_network
+    from .estimator import TMNREEstimator
 
     cls = TMNREEstimator if cls is None else cls
     if not (isinstance(cls, type) and issubclass(cls, TMNREEstimator)):
@@ -491,7 +493,7 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
     params["device"] = str(torch_device)
     try:
         estimator = cls(prior=prior, embedding=embedding, **params)
-        estimator._check_hyperparameters()
+        check_hyperparameters(estimator)
     except TypeError as exc:
         raise ValueError(f"load_estimator: {cls.__name__} does not accept the saved "
                          f"hyperparameters ({exc}).") from None

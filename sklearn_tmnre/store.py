@@ -43,12 +43,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import numbers
 import os
 import shutil
 import threading
 import uuid
-from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,6 +56,8 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ._durable import DurableLocalStore, durable_mkdir, durable_write
+from ._store_attrs import StoreAttrs, read_json
+from ._store_checks import check_schema, validate_batch
 
 try:
     import fcntl
@@ -80,74 +80,9 @@ _CHUNK_BYTES = 2 << 20
 _MAX_CHUNK_ROWS = 16384
 
 
-def _json_default(obj):
-    if isinstance(obj, np.integer | np.floating | np.bool_):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(
-        f"SimulationStore.attrs: values must be JSON serialisable (numbers, strings, lists, "
-        f"dicts, numpy arrays); got {type(obj).__name__}."
-    )
-
-
 def _chunk_rows(row_bytes):
     rows = max(1, _CHUNK_BYTES // max(1, row_bytes))
     return int(min(_MAX_CHUNK_ROWS, 1 << (rows.bit_length() - 1)))
-
-
-def _read_json(path):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-class _Attrs(MutableMapping):
-    """JSON metadata of a store; every write re-reads, modifies and atomically replaces it."""
-
-    def __init__(self, store):
-        self._store = store
-
-    def _read(self):
-        return _read_json(self._store.path / _ATTRS) or {}
-
-    def __getitem__(self, key):
-        return self._read()[key]
-
-    def __iter__(self):
-        return iter(self._read())
-
-    def __len__(self):
-        return len(self._read())
-
-    def __setitem__(self, key, value):
-        self.update({key: value})
-
-    def __delitem__(self, key):
-        with self._store._locked("set attrs"):
-            attrs = self._read()
-            del attrs[key]
-            self._write(attrs)
-
-    def update(self, other=(), /, **kwargs):
-        """Set several keys in one atomic write."""
-        new = dict(other, **kwargs)
-        if not all(isinstance(k, str) for k in new):
-            raise TypeError("SimulationStore.attrs: keys must be strings (JSON object keys).")
-        payload = json.dumps(new, default=_json_default)  # fail before taking the lock
-        with self._store._locked("set attrs"):
-            attrs = self._read()
-            attrs.update(json.loads(payload))
-            self._write(attrs)
-
-    def _write(self, attrs):
-        durable_write(self._store.path / _ATTRS,
-                       json.dumps(attrs, default=_json_default, indent=1).encode())
-
-    def __repr__(self):
-        return f"SimulationStore.attrs({self._read()!r})"
 
 
 class SimulationStore:
@@ -263,7 +198,7 @@ class SimulationStore:
     # ------------------------------------------------------------------ commit record
     def _refresh(self):
         """Re-read the commit record; drop caches if the store was recreated meanwhile."""
-        commit = _read_json(self.path / _COMMIT)
+        commit = read_json(self.path / _COMMIT)
         if commit is None:
             commit = {"n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": None,
                       "event_shape": None, "x_dtype": None, "uid": None}
@@ -397,84 +332,9 @@ class SimulationStore:
     @property
     def attrs(self):
         """MutableMapping: JSON metadata stored next to the simulations."""
-        return _Attrs(self)
+        return StoreAttrs(self, _ATTRS)
 
     # ------------------------------------------------------------------ append
-    def _validate_batch(self, theta, X, ok, errors, round, index):
-        if isinstance(theta, pd.DataFrame):
-            names = [str(c) for c in theta.columns]
-            if len(set(names)) != len(names):
-                raise ValueError(f"SimulationStore.append: theta has duplicate column names "
-                                 f"{names}.")
-            theta_arr = theta.to_numpy(dtype=np.float64)
-        else:
-            names = None
-            theta_arr = np.asarray(theta, dtype=np.float64)
-            if theta_arr.ndim == 1:
-                theta_arr = theta_arr[:, None]
-        if theta_arr.ndim != 2:
-            raise ValueError(f"SimulationStore.append: theta must be a DataFrame or an array of "
-                             f"shape (n, n_params); got shape {theta_arr.shape}.")
-        n = len(theta_arr)
-        X = np.asarray(X)
-        if X.ndim < 1 or len(X) != n:
-            raise ValueError(f"SimulationStore.append: X must have one row per theta row "
-                             f"({n}); got shape {X.shape}.")
-        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-                or X.dtype == bool):
-            raise TypeError(f"SimulationStore.append: X must be numeric (real); got dtype "
-                            f"{X.dtype}.")
-        if errors is not None:
-            errors = list(errors)
-            if len(errors) != n or not all(e is None or isinstance(e, str) for e in errors):
-                raise ValueError(f"SimulationStore.append: errors must be a list of {n} "
-                                 "strings or None (one per row).")
-        if ok is None:
-            ok = np.ones(n, bool) if errors is None else np.array([e is None for e in errors])
-        ok = np.asarray(ok)
-        if ok.dtype != bool or ok.shape != (n,):
-            raise ValueError(f"SimulationStore.append: ok must be a boolean array of shape "
-                             f"({n},); got dtype {ok.dtype}, shape {ok.shape}.")
-        if errors is not None and any(e is not None and k for e, k in zip(errors, ok)):
-            raise ValueError("SimulationStore.append: errors gives an error text for a row "
-                             "whose ok is True; use None for rows that succeeded.")
-        if not isinstance(round, numbers.Integral) or isinstance(round, bool) or round < 0:
-            raise ValueError(f"SimulationStore.append: round must be a non-negative integer; "
-                             f"got {round!r}.")
-        if index is not None:
-            index = np.asarray(index)
-            if (index.shape != (n,) or not np.issubdtype(index.dtype, np.integer)
-                    or (index < 0).any()):
-                raise ValueError(f"SimulationStore.append: index must be {n} non-negative "
-                                 "integers (the draws' indices within their round).")
-            if len(np.unique(index)) != n:
-                raise ValueError("SimulationStore.append: index has repeated values; each "
-                                 "(round, index) is one planned draw.")
-            index = index.astype(np.int64)
-        return names, theta_arr, X, ok, errors, int(round), index
-
-    def _check_schema(self, names, theta_arr, X):
-        commit = self._commit
-        if commit["names"] is None:
-            return names or [f"theta_{i}" for i in range(theta_arr.shape[1])], theta_arr
-        stored = commit["names"]
-        if names is None:
-            if theta_arr.shape[1] != len(stored):
-                raise ValueError(f"SimulationStore.append: theta has {theta_arr.shape[1]} "
-                                 f"columns but the store holds {len(stored)} parameters "
-                                 f"{stored}.")
-        elif names != stored:
-            if sorted(names) != sorted(stored):
-                missing = [s for s in stored if s not in names]
-                extra = [s for s in names if s not in stored]
-                raise ValueError(f"SimulationStore.append: theta's parameter names differ from "
-                                 f"the store's {stored}: missing {missing}, unexpected {extra}.")
-            theta_arr = theta_arr[:, [names.index(s) for s in stored]]
-        if tuple(X.shape[1:]) != tuple(commit["event_shape"]):
-            raise ValueError(f"SimulationStore.append: X's event shape {X.shape[1:]} differs "
-                             f"from the store's event shape {tuple(commit['event_shape'])}.")
-        return stored, theta_arr
-
     def _create_arrays(self, zstore, names, event_shape, x_dtype):
         zarr.open_group(store=zstore, mode="a")
         floats = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
@@ -532,12 +392,12 @@ class SimulationStore:
         PermissionError
             If the store was opened read-only.
         """
-        names, theta_arr, X, ok, errors, round, index = self._validate_batch(
+        names, theta_arr, X, ok, errors, round, index = validate_batch(
             theta, X, ok, errors, round, index)
         n = len(theta_arr)
         with self._locked("append"), ThreadPoolExecutor(len(_ARRAYS)) as pool:
             commit = self._refresh()
-            names, theta_arr = self._check_schema(names, theta_arr, X)
+            names, theta_arr = check_schema(self._commit, names, theta_arr, X)
             zstore = DurableLocalStore(self.path)
             if commit["names"] is None:
                 x_dtype = np.float32 if X.dtype == np.float32 else np.float64

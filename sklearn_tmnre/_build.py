@@ -1,0 +1,136 @@
+"""Building an estimator's network and its skorch trainer from its hyperparameters.
+
+Used by :meth:`TMNREEstimator.fit <sklearn_tmnre.TMNREEstimator.fit>` and by
+model loading (:mod:`sklearn_tmnre.persistence`), so a loaded model has the
+architecture it was trained with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+
+from ._training import RatioLoss, RatioNet, ValidationSplit
+from .networks import RatioEnsemble, RatioNetwork, make_embedding
+
+__all__ = ["build_ratio_network", "float_tensor", "make_ratio_net"]
+
+
+def make_ratio_net(est, X, theta, seed):
+    """The skorch :class:`~sklearn_tmnre._training.RatioNet` that fits ``est``'s network.
+
+    Standardization comes from the training data; early stopping and the
+    learning-rate schedule watch the validation loss (the training loss when
+    the data are too few to split).
+
+    Parameters
+    ----------
+    est : TMNREEstimator
+        Validated hyperparameters and ``names_``, ``marginals_``, ``event_shape_``.
+    X : ndarray of shape (n, *event_shape)
+    theta : ndarray of shape (n, D)
+    seed : int
+        Seeds the validation split and the batch order.
+
+    Returns
+    -------
+    RatioNet
+    """
+    x32 = X.astype(np.float32)
+    if est.embedding in ("cnn1d", "cnn2d"):
+        # Images and spectra keep their spatial structure: one global scale.
+        x_mean, x_std = x32.mean(), x32.std()
+    else:
+        x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
+    x_std = np.where(x_std > 0, x_std, 1.0)
+    t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
+    t_std = np.where(t_std > 0, t_std, 1.0)
+    indices = [tuple(est.names_.index(n) for n in m) for m in est.marginals_]
+    module, _ = build_ratio_network(est, est.event_shape_, indices, x_mean, x_std,
+                                    t_mean, t_std)
+    split = ValidationSplit(est.validation_fraction, seed)
+    # Tiny data sets get no validation split; then the training loss is watched.
+    monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
+    callbacks = [
+        ("early_stopping", EarlyStopping(monitor=monitor, patience=est.patience,
+                                         load_best=True,
+                                         sink=print if est.verbose else silent)),
+        ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
+                                    factor=0.2, patience=max(1, est.patience // 3))),
+    ]
+    if est.verbose > 1:
+        callbacks.append(("progress_bar", ProgressBar()))
+    callbacks += list(est.callbacks or [])
+    return RatioNet(
+        module,
+        criterion=RatioLoss,
+        criterion__balance=est.balance,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=est.weight_decay,
+        lr=est.lr,
+        batch_size=est.batch_size,
+        max_epochs=est.max_epochs,
+        train_split=split,
+        callbacks=callbacks,
+        device=est.device,
+        verbose=max(0, int(est.verbose)),
+        iterator_seed=seed,
+        n_negatives=est.n_negatives,
+    )
+
+
+
+def float_tensor(a):
+    """A float32 tensor of ``a``, sharing memory where it can.
+
+    A read-only array (a memory-mapped file, a broadcast view) is copied first:
+    torch cannot share memory with it without warning that writes would be
+    undefined behaviour.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def silent(*args, **kwargs):
+    """A print sink that prints nothing (skorch callbacks' ``sink``)."""
+
+
+def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_mean, theta_std):
+    """The (untrained) network of an estimator's hyperparameters.
+
+    One :class:`~sklearn_tmnre.networks.RatioNetwork`, or a
+    :class:`~sklearn_tmnre.networks.RatioEnsemble` of ``n_ensemble`` of them,
+    each with its own embedding. Used by ``fit`` and by model loading.
+
+    Parameters
+    ----------
+    estimator : TMNREEstimator
+        Its hyperparameters (embedding, heads, ``n_ensemble``) shape the network.
+    event_shape : tuple of int
+        Shape of one observation.
+    indices : list of tuple of int
+        Parameter columns of each marginal, in output order.
+    x_mean, x_std, theta_mean, theta_std : array-like
+        Standardization of data and parameters.
+
+    Returns
+    -------
+    module : torch.nn.Module
+    embedding_features : int
+        Width of one member's embedding.
+    """
+    members = []
+    for _ in range(estimator.n_ensemble):
+        embedding, n_features = make_embedding(estimator.embedding, event_shape,
+                                               estimator.embedding_dim,
+                                               **estimator._embedding_params())
+        members.append(RatioNetwork(
+            embedding, n_features, indices, x_mean, x_std, theta_mean, theta_std,
+            hidden_features=estimator.hidden_features, num_blocks=estimator.num_blocks,
+            dropout=estimator.dropout, fourier_features=estimator.fourier_features,
+            fourier_scale=estimator.fourier_scale))
+    module = members[0] if len(members) == 1 else RatioEnsemble(members)
+    return module, n_features
