@@ -17,7 +17,7 @@ from scipy.special import logsumexp
 
 from .posterior import grid_axes
 
-__all__ = ["grid_logits", "grid_masses"]
+__all__ = ["grid_logits", "grid_masses", "zoom_ranges", "zoomed_grid_masses"]
 
 # Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
 # large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
@@ -42,8 +42,6 @@ def grid_logits(estimator, X, dims=(1, 2)):
     logits : dict marginal -> ndarray (n, G) or (n, G, G)
     log_prior : dict marginal -> ndarray (G,) or (G, G)
     """
-    net = estimator.net_.module_
-    device = estimator.net_.device
     axes, grids, log_prior = {}, {}, {}
     for k, n_grid in ((1, estimator.n_grid_1d), (2, estimator.n_grid_2d)):
         members = [m for m in estimator.marginals_ if len(m) == k and k in dims]
@@ -60,18 +58,8 @@ def grid_logits(estimator, X, dims=(1, 2)):
             cols.append(np.stack([g.ravel() for g in mesh], axis=-1))
             lp = per_logp[m[0]] if k == 1 else per_logp[m[0]][:, None] + per_logp[m[1]][None]
             log_prior[m] = lp
-        theta_m = torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
-        P, M = theta_m.shape[0], theta_m.shape[1]
-        values = np.empty((len(X), P, M), dtype=np.float32)
-        b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * estimator.hidden_features)))
-        p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * estimator.hidden_features)))
-        for i in range(0, len(X), b_chunk):
-            s = estimator._embed(X[i:i + b_chunk])
-            s_part = net.embed_part(s, k)
-            for j in range(0, P, p_chunk):
-                t = theta_m[None, j:j + p_chunk].expand(len(s), -1, -1, -1)
-                values[i:i + b_chunk, j:j + p_chunk] = (
-                    net.group_logits(s, t, k, s_part=s_part).cpu().numpy())
+        theta_m = np.stack(cols, axis=1)
+        values = _group_logits(estimator, X, k, theta_m.shape[:2], theta_m[None])
         for c, m in enumerate(members):
             shape = (len(X),) + tuple(len(a[0]) for a in axes[m])
             grids[m] = values[:, :, c].astype(np.float64).reshape(shape)
@@ -116,4 +104,142 @@ def grid_masses(estimator, X, dims=(1, 2)):
                 masses[(name,)] = masses[m].sum(axis=2 - j)
                 axes[(name,)] = [axes[m][j]]
                 break
+    return axes, masses
+
+
+@torch.no_grad()
+def _group_logits(estimator, X, k, shape, theta_of):
+    """Logits (n, P, M) of the ``k``-dimensional heads at P candidates per observation.
+
+    ``theta_of`` is an array of shape (1, P, M, k) of candidates that every
+    observation shares, or a function ``theta_of(i, j)`` giving the candidates
+    of observations ``i:j``, of shape (j - i, P, M, k). The embedding of each
+    observation is computed once; candidates run in chunks of about
+    ``_CHUNK_ELEMENTS`` hidden activations.
+    """
+    net, device = estimator.net_.module_, estimator.net_.device
+    P, M = shape
+    values = np.empty((len(X), P, M), dtype=np.float32)
+    b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * estimator.hidden_features)))
+    p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * estimator.hidden_features)))
+    for i in range(0, len(X), b_chunk):
+        s = estimator._embed(X[i:i + b_chunk])
+        s_part = net.embed_part(s, k)
+        theta = theta_of(i, i + len(s)) if callable(theta_of) else theta_of
+        theta = torch.as_tensor(theta, dtype=torch.float32, device=device)
+        for j in range(0, P, p_chunk):
+            t = theta[:, j:j + p_chunk].expand(len(s), -1, -1, -1)
+            values[i:i + b_chunk, j:j + p_chunk] = (
+                net.group_logits(s, t, k, s_part=s_part).cpu().numpy())
+    return values
+
+
+def zoom_ranges(axes, masses, names, tail=1e-6, pad=2):
+    """Per observation, the range of each parameter's grid that holds its 1-d posterior mass.
+
+    The range runs from the first cell where the cumulative mass exceeds
+    ``tail`` to the first where it reaches ``1 - tail``, widened by ``pad``
+    cells on each side and kept inside the grid.
+
+    Parameters
+    ----------
+    axes, masses : dict
+        Grid axes and normalized 1-d masses of shape (n, G), as returned by
+        :func:`grid_masses`; every name needs a 1-d entry.
+    names : sequence of str
+    tail : float, default=1e-6
+        Mass left out on each side.
+    pad : int, default=2
+        Extra cells on each side.
+
+    Returns
+    -------
+    dict name -> (low, high), two ndarrays of shape (n,)
+    """
+    ranges = {}
+    for name in names:
+        (centres, width), = axes[(name,)]
+        cdf = np.cumsum(masses[(name,)], axis=1)
+        total = cdf[:, -1:]
+        # Relative to the row total: rounding can leave it a hair below one.
+        first = np.argmax(cdf > tail * total, axis=1)
+        last = np.argmax(cdf >= (1 - tail) * total, axis=1)
+        low = centres[np.maximum(first - pad, 0)] - width / 2
+        high = centres[np.minimum(last + pad, len(centres) - 1)] + width / 2
+        ranges[name] = (low, high)
+    return ranges
+
+
+def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
+    """Cell masses on grids fitted to each observation's posterior instead of the prior's range.
+
+    A first pass evaluates the 1-d grids over the prior's range (as
+    :func:`grid_masses`); each parameter's grid is then narrowed to the range
+    holding all but ``tail`` of its 1-d mass on each side (:func:`zoom_ranges`),
+    and every 1-d and 2-d marginal is evaluated again on a grid of the same
+    number of cells over the narrowed ranges. A posterior much narrower than the
+    prior thus gets as many cells as a broad one, instead of a handful.
+
+    Parameters
+    ----------
+    estimator : TMNREEstimator
+        Fitted.
+    X : ndarray of shape (n, *event_shape)
+        Validated observations.
+    tail : float, default=1e-6
+        Mass of each 1-d marginal left outside its zoomed range on each side.
+    pad : int, default=2
+        Cells of the first pass added on each side of the range.
+
+    Returns
+    -------
+    axes : list of dict
+        One per observation: marginal -> list of (centres, width).
+    masses : dict marginal -> ndarray (n, G) or (n, G, G), each row summing to one
+    """
+    n = len(X)
+    axes0, masses0 = grid_masses(estimator, X, dims=(1,))
+    ranges = zoom_ranges(axes0, masses0, estimator.names_, tail=tail, pad=pad)
+    axes = [{} for _ in range(n)]
+    masses = {}
+    for k, n_grid in ((1, estimator.n_grid_1d), (2, estimator.n_grid_2d)):
+        members = [m for m in estimator.marginals_ if len(m) == k]
+        if not members:
+            continue
+        names = sorted({p for m in members for p in m}, key=estimator.names_.index)
+        centres, widths, log_prior = {}, {}, {}
+        for name in names:
+            low, high = ranges[name]
+            widths[name] = (high - low) / n_grid
+            centres[name] = low[:, None] + (np.arange(n_grid) + 0.5) * widths[name][:, None]
+            log_prior[name] = estimator.prior_.marginal([name]).log_prob(
+                centres[name].reshape(-1, 1)).reshape(n, n_grid)
+
+        def theta_of(i, j, members=members, centres=centres, n_grid=n_grid, k=k):
+            cols = []
+            for m in members:
+                mesh = np.meshgrid(*[np.arange(n_grid)] * k, indexing="ij")
+                cols.append(np.stack([centres[p][i:j][:, g.ravel()] for p, g in zip(m, mesh)],
+                                     axis=-1))
+            return np.stack(cols, axis=2)
+
+        values = _group_logits(estimator, X, k, (n_grid**k, len(members)), theta_of)
+        for c, m in enumerate(members):
+            lg = values[:, :, c].astype(np.float64).reshape((n,) + (n_grid,) * k)
+            lg = lg + (log_prior[m[0]] if k == 1
+                       else log_prior[m[0]][:, :, None] + log_prior[m[1]][:, None, :])
+            flat = lg.reshape(n, -1)
+            masses[m] = np.exp(flat - logsumexp(flat, axis=1, keepdims=True)).reshape(lg.shape)
+            for i in range(n):
+                axes[i][m] = [(centres[p][i], float(widths[p][i])) for p in m]
+    # Parameters without a 1-d head get their 1-d marginal from a 2-d one.
+    for name in estimator.names_:
+        if (name,) in masses:
+            continue
+        for m in [m for m in masses if len(m) == 2 and name in m]:
+            j = m.index(name)
+            masses[(name,)] = masses[m].sum(axis=2 - j)
+            for i in range(n):
+                axes[i][(name,)] = [axes[i][m][j]]
+            break
     return axes, masses

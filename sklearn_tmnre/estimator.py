@@ -32,7 +32,7 @@ from ._checks import (
     resolve_marginals,
     validate_theta,
 )
-from ._grids import grid_logits, grid_masses
+from ._grids import grid_logits, grid_masses, zoomed_grid_masses
 from ._training import PairData
 from .posterior import MarginalPosterior
 from .prior import Prior
@@ -357,13 +357,22 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         """Normalized cell masses on the grids; see :func:`sklearn_tmnre._grids.grid_masses`."""
         return grid_masses(self, X, dims=dims)
 
-    def posterior(self, X):
+    def posterior(self, X, zoom=True):
         """Marginal posteriors of one observation, or a list of them for several.
 
         Parameters
         ----------
         X : array-like of shape event_shape, (1, *event_shape) or (n, *event_shape)
             All grids of all observations are evaluated in one vectorized pass.
+        zoom : bool, default=True
+            Fit each observation's grids to its posterior: after a first pass
+            over the prior's range, every parameter's grid is narrowed to the
+            range that holds all but 1e-6 of its 1-d posterior mass on each side
+            (plus two cells), and all marginals are evaluated again there with
+            ``n_grid_1d`` / ``n_grid_2d`` cells (see
+            :func:`sklearn_tmnre._grids.zoomed_grid_masses`). A posterior much
+            narrower than the prior then still gets fine cells. ``False`` keeps
+            grids over the prior's range, the same for every observation.
 
         Returns
         -------
@@ -373,8 +382,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         single = (arr.shape == getattr(self, "event_shape_", None)
                   or (arr.ndim > 0 and len(arr) == 1))
         X = self._observations(X, allow_single=True)
-        axes, masses = self._grid_masses(X)
-        posts = [MarginalPosterior(self._grid_marginals(), axes,
+        if zoom:
+            axes, masses = zoomed_grid_masses(self, X)
+        else:
+            shared, masses = self._grid_masses(X)
+            axes = [shared] * len(X)
+        posts = [MarginalPosterior(self._grid_marginals(), axes[i],
                                    {m: v[i] for m, v in masses.items()}, estimator=self, x=X[i])
                  for i in range(len(X))]
         return posts[0] if single else posts

@@ -166,3 +166,22 @@ def test_ratio_on_grid_recovers_a_known_posterior():
         np.testing.assert_allclose(mean, X[:, j], atol=2e-3)
         np.testing.assert_allclose(sd, sigma, rtol=0.02)
     assert torch.is_grad_enabled()  # the no_grad context did not leak
+
+
+def test_grid_floor_snaps_draws_into_their_own_cell():
+    floor = _load("bench_grid_floor")
+    from scipy import stats
+
+    from sklearn_tmnre import Prior
+
+    prior = Prior({"a": stats.uniform(0, 10)})
+    draws = pd.DataFrame({"a": np.random.default_rng(0).uniform(0, 10, 1000)})
+    rng = np.random.default_rng(1)
+    out = floor.snapped(draws, ("a",), prior, 10, rng)
+    np.testing.assert_array_equal(np.floor(out["a"]), np.floor(draws["a"]))  # same unit cell
+    assert not np.allclose(out["a"], draws["a"])  # but a new point inside it
+    # Zoomed to draws within [4, 6): cells shrink from 1 to (6 + 2 - (4 - 2)) / 10 = 0.6.
+    near = pd.DataFrame({"a": np.random.default_rng(2).uniform(4, 6, 1000)})
+    out = floor.snapped(near, ("a",), prior, 10, rng, zoom_to=near, tail=0.0)
+    cells = np.floor((near["a"] - 2.0) / 0.6)
+    np.testing.assert_array_equal(np.floor((out["a"] - 2.0) / 0.6), cells)
