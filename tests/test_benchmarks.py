@@ -185,3 +185,15 @@ def test_grid_floor_snaps_draws_into_their_own_cell():
     out = floor.snapped(near, ("a",), prior, 10, rng, zoom_to=near, tail=0.0)
     cells = np.floor((near["a"] - 2.0) / 0.6)
     np.testing.assert_array_equal(np.floor((out["a"] - 2.0) / 0.6), cells)
+
+
+def test_grid_floor_table_averages_observations():
+    report = sys.modules["_report"]
+    floor = pd.DataFrame({"task": ["gm"] * 4, "observation": [1, 2, 1, 2],
+                          "grid": ["prior range", "prior range", "zoomed", "zoomed"],
+                          "n": 5000, "c2st_1d": [0.50, 0.52, 0.49, 0.51],
+                          "c2st_2d": [0.55, 0.53, 0.50, 0.50]})
+    lines = report._grid_floor_section(floor)
+    assert lines[0] == "## Grid floor"
+    assert "| gm | prior range | 0.510 | 0.540 | 2 | 5,000 |" in lines
+    assert "| gm | zoomed | 0.500 | 0.500 | 2 | 5,000 |" in lines
