@@ -266,9 +266,12 @@ def _grid_floor_section(floor):
              "(`python benchmarks/bench_grid_floor.py`): reference draws moved to a uniform "
              "point of their own grid cell, against independent reference draws, averaged over "
              "observations. No ratio estimator can score below its grid's floor. Grids of "
-             "256 cells (1-d) and 128 x 128 (2-d) over the prior's range, or zoomed as "
-             "`posterior(x, zoom=True)` does; `none (reference)` compares two sets of "
-             "reference draws, the C2ST's own noise.", "",
+             "256 cells (1-d) and 128 x 128 (2-d) over the prior's range, or zoomed like "
+             "`posterior(x, zoom=True)`: each parameter's range narrowed to the prior-grid "
+             "cells that hold its central reference mass (all but `--tail`, 1e-4 by default, "
+             "on each side; `posterior` uses 1e-6 of its estimated 1-d marginal) plus two "
+             "cells; `none (reference)` compares two sets of reference draws, the C2ST's own "
+             "noise.", "",
              "| task | grid | C2ST 1-d | C2ST 2-d | observations | draws per side |",
              "|---|---|---|---|---|---|"]
     for r in table.itertuples():
