@@ -88,23 +88,32 @@ def grid_masses(estimator, X, dims=(1, 2)):
     if 2 not in dims and any((n,) not in estimator.marginals_ for n in estimator.names_):
         dims = (1, 2)
     axes, logits, log_prior = grid_logits(estimator, X, dims=dims)
-    masses = {}
-    for m, lg in logits.items():
-        a = lg + log_prior[m]
-        flat = a.reshape(len(a), -1)
-        flat = np.exp(flat - logsumexp(flat, axis=1, keepdims=True))
-        masses[m] = flat.reshape(a.shape)
-    # Parameters without a 1-d head get their 1-d marginal from a 2-d one.
-    for name in estimator.names_:
+    masses = {m: _normalized(lg + log_prior[m]) for m, lg in logits.items()}
+    for name, m, j in _one_d_from_two_d(estimator.names_, masses):
+        axes[(name,)] = [axes[m][j]]
+    return axes, masses
+
+
+def _normalized(log_mass):
+    """Cell masses ``exp(log_mass)`` normalized over each row's grid (axis 0 indexes rows)."""
+    flat = log_mass.reshape(len(log_mass), -1)
+    return np.exp(flat - logsumexp(flat, axis=1, keepdims=True)).reshape(log_mass.shape)
+
+
+def _one_d_from_two_d(names, masses):
+    """Give parameters without a 1-d head the 1-d marginal of a 2-d one, in ``masses``.
+
+    Yields ``(name, marginal, j)`` for each, ``j`` the name's axis in ``marginal``,
+    so the caller can copy the matching grid axis.
+    """
+    for name in names:
         if (name,) in masses:
             continue
-        for m in masses:
-            if len(m) == 2 and name in m:
-                j = m.index(name)
-                masses[(name,)] = masses[m].sum(axis=2 - j)
-                axes[(name,)] = [axes[m][j]]
-                break
-    return axes, masses
+        for m in [m for m in masses if len(m) == 2 and name in m]:
+            j = m.index(name)
+            masses[(name,)] = masses[m].sum(axis=2 - j)
+            yield name, m, j
+            break
 
 
 @torch.no_grad()
@@ -215,31 +224,22 @@ def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
             log_prior[name] = estimator.prior_.marginal([name]).log_prob(
                 centres[name].reshape(-1, 1)).reshape(n, n_grid)
 
-        def theta_of(i, j, members=members, centres=centres, n_grid=n_grid, k=k):
-            cols = []
-            for m in members:
-                mesh = np.meshgrid(*[np.arange(n_grid)] * k, indexing="ij")
-                cols.append(np.stack([centres[p][i:j][:, g.ravel()] for p, g in zip(m, mesh)],
-                                     axis=-1))
-            return np.stack(cols, axis=2)
+        # Cell indices of the flattened k-d grid along each axis, the same for every marginal.
+        mesh = [g.ravel() for g in np.meshgrid(*[np.arange(n_grid)] * k, indexing="ij")]
+
+        def theta_of(i, j, members=members, centres=centres, mesh=mesh):
+            return np.stack([np.stack([centres[p][i:j][:, g] for p, g in zip(m, mesh)], axis=-1)
+                             for m in members], axis=2)
 
         values = _group_logits(estimator, X, k, (n_grid**k, len(members)), theta_of)
         for c, m in enumerate(members):
             lg = values[:, :, c].astype(np.float64).reshape((n,) + (n_grid,) * k)
             lg = lg + (log_prior[m[0]] if k == 1
                        else log_prior[m[0]][:, :, None] + log_prior[m[1]][:, None, :])
-            flat = lg.reshape(n, -1)
-            masses[m] = np.exp(flat - logsumexp(flat, axis=1, keepdims=True)).reshape(lg.shape)
+            masses[m] = _normalized(lg)
             for i in range(n):
                 axes[i][m] = [(centres[p][i], float(widths[p][i])) for p in m]
-    # Parameters without a 1-d head get their 1-d marginal from a 2-d one.
-    for name in estimator.names_:
-        if (name,) in masses:
-            continue
-        for m in [m for m in masses if len(m) == 2 and name in m]:
-            j = m.index(name)
-            masses[(name,)] = masses[m].sum(axis=2 - j)
-            for i in range(n):
-                axes[i][(name,)] = [axes[i][m][j]]
-            break
+    for name, m, j in _one_d_from_two_d(estimator.names_, masses):
+        for axes_i in axes:
+            axes_i[(name,)] = [axes_i[m][j]]
     return axes, masses
