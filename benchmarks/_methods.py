@@ -12,6 +12,10 @@ once, then answers every observation:
 * ``tmnre_ensemble``: the same with ``n_ensemble=5``: five networks trained
   side by side, their logits averaged (deep ensembles, Lakshminarayanan et al.
   2017).
+* ``tmnre_deepset``: the same with ``embedding="deepset"``, a
+  permutation-invariant embedding of the observation's exchangeable draws
+  (domain knowledge, as embeddings are meant to carry); only for tasks whose
+  data are such draws (``task.set_size``: slcp's four 2-d points).
 * ``sbi_nre_a``, ``sbi_nre_c``, ``sbi_bnre``: ``sbi``'s ratio estimators
   (Hermans et al. 2020; Miller et al. 2022; Delaunoy et al. 2022) with their
   default networks and training; posterior samples by sbi's default MCMC, then
@@ -62,6 +66,8 @@ __all__ = [
     "METHODS",
     "OUR_PARAMS",
     "SBI_METHODS",
+    "applies",
+    "method_params",
     "PeakMemory",
     "RatioOnGrid",
     "Settings",
@@ -83,7 +89,7 @@ SBI_METHODS = {"sbi_nre_a": "NRE_A", "sbi_nre_c": "NRE_C", "sbi_bnre": "BNRE"}
 #: TMNREEstimator hyperparameters of each of our amortized methods. The balancing
 #: weight is sbi's BNRE default.
 OUR_PARAMS = {"tmnre_amortized": {}, "tmnre_balanced": {"balance": 100.0},
-              "tmnre_ensemble": {"n_ensemble": 5}}
+              "tmnre_ensemble": {"n_ensemble": 5}, "tmnre_deepset": {"embedding": "deepset"}}
 AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
 METHODS = (*OUR_PARAMS, "tmnre_truncated", *SBI_METHODS)
 # Share of the budget spent in the first truncation round (Miller et al. 2021).
@@ -435,6 +441,22 @@ def _fit_sbi(method, task, theta, X, seed, settings):
     return trainer.build_posterior(), net, epochs
 
 
+def applies(method, task):
+    """Whether ``method`` can run on ``task`` (``tmnre_deepset`` needs exchangeable draws)."""
+    return method != "tmnre_deepset" or task.set_size is not None
+
+
+def method_params(method, task):
+    """The TMNREEstimator hyperparameters of one of our amortized methods on ``task``."""
+    params = dict(OUR_PARAMS[method])
+    if params.get("embedding") == "deepset":
+        if not applies(method, task):
+            raise ValueError(f"{method} needs a task made of exchangeable draws; "
+                             f"{task.name} has no set_size.")
+        params["embedding__set_size"] = task.set_size
+    return params
+
+
 def fit_amortized(method, task, theta, X, seed, settings):
     """Train an amortized method on ``(theta, X)`` and measure it.
 
@@ -458,7 +480,7 @@ def fit_amortized(method, task, theta, X, seed, settings):
         start = time.perf_counter()
         if method.startswith("tmnre"):
             model = settings.estimator(prior=task.prior, random_state=seed,
-                                       **OUR_PARAMS[method]).fit(X, theta)
+                                       **method_params(method, task)).fit(X, theta)
             epochs, version = len(model.net_.history), __version__
         else:
             import sbi

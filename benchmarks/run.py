@@ -47,6 +47,7 @@ from _methods import (  # noqa: E402
     METHODS,
     SBI_METHODS,
     Settings,
+    applies,
     fit_amortized,
     observation_result,
     sbi_available,
@@ -119,7 +120,8 @@ def configure(args):
     settings = Settings(name=name, params=tuple(sorted(params.items())), **values)
     # The balanced and ensemble estimators cost more and answer the full run's questions.
     default_methods = [m for m in METHODS
-                       if m not in ("tmnre_balanced", "tmnre_ensemble") or name == "full"]
+                       if m not in ("tmnre_balanced", "tmnre_ensemble", "tmnre_deepset")
+                       or name == "full"]
     grid = {
         "tasks": args.tasks or preset["tasks"],
         "budgets": args.budgets or preset["budgets"],
@@ -245,7 +247,7 @@ def _run_block(task, budget, seed, methods, observations, settings, path, done, 
     data = None
     for method in methods:
         todo = missing(method)
-        if not todo:
+        if not todo or not applies(method, task):
             continue
         cell = f"{task.name} n_sims={budget} seed={seed} {method}"
         load = os.getloadavg()[0]

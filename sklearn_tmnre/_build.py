@@ -12,9 +12,9 @@ import torch
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
 from ._training import RatioLoss, RatioNet, ValidationSplit
-from .networks import RatioEnsemble, RatioNetwork, make_embedding
+from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
 
-__all__ = ["build_ratio_network", "float_tensor", "make_ratio_net"]
+__all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net"]
 
 
 def make_ratio_net(est, X, theta, seed):
@@ -37,13 +37,7 @@ def make_ratio_net(est, X, theta, seed):
     -------
     RatioNet
     """
-    x32 = X.astype(np.float32)
-    if est.embedding in ("cnn1d", "cnn2d"):
-        # Images and spectra keep their spatial structure: one global scale.
-        x_mean, x_std = x32.mean(), x32.std()
-    else:
-        x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
-    x_std = np.where(x_std > 0, x_std, 1.0)
+    x_mean, x_std = data_standardization(est, X.astype(np.float32))
     t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
     t_std = np.where(t_std > 0, t_std, 1.0)
     indices = [tuple(est.names_.index(n) for n in m) for m in est.marginals_]
@@ -79,6 +73,28 @@ def make_ratio_net(est, X, theta, seed):
         n_negatives=est.n_negatives,
     )
 
+
+
+def data_standardization(est, x32):
+    """Mean and scale that standardize the data, of the event's shape.
+
+    Per number for plain vectors; one global pair for images and spectra,
+    which keep their spatial structure; per feature pooled over the elements
+    for ``embedding="deepset"``, so that permuting the elements permutes the
+    standardized data too (per-position statistics would differ by sampling
+    noise and break the invariance).
+    """
+    if est.embedding in ("cnn1d", "cnn2d"):
+        x_mean, x_std = x32.mean(), x32.std()
+    elif est.embedding == "deepset":
+        size, features = set_layout(x32.shape[1:], est._embedding_params().get("set_size"))
+        elements = x32.reshape(len(x32), size, features)
+        x_mean = np.broadcast_to(elements.mean(axis=(0, 1)), (size, features))
+        x_std = np.broadcast_to(elements.std(axis=(0, 1)), (size, features))
+        x_mean, x_std = x_mean.reshape(x32.shape[1:]), x_std.reshape(x32.shape[1:])
+    else:
+        x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
+    return x_mean, np.where(x_std > 0, x_std, 1.0)
 
 
 def float_tensor(a):

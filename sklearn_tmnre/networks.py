@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,7 @@ __all__ = [
     "BatchedMarginalHeads",
     "RatioNetwork",
     "make_embedding",
+    "set_layout",
 ]
 
 
@@ -187,6 +189,95 @@ def _cnn2d(input_shape, out_features, channels=(16, 32, 64), kernel_size=3, pool
     return _CNN(input_shape, out_features, 2, channels, kernel_size, pooling, pooled_size)
 
 
+class _DeepSet(nn.Module):
+    """Permutation-invariant embedding of a set of exchangeable elements.
+
+    Each element goes through the same MLP :math:`\\phi`, the results are
+    averaged over the set, and a second MLP :math:`\\rho` maps the average to
+    ``out_features`` (Zaheer et al., "Deep sets", NeurIPS 2017). The output is
+    the same for every ordering of the elements.
+    """
+
+    def __init__(self, set_size, element_features, out_features, hidden, layers, dropout):
+        super().__init__()
+        self.set_size, self.element_features = set_size, element_features
+        phi, width = [], element_features
+        for _ in range(layers):
+            phi += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.phi = nn.Sequential(*phi)
+        rho = [nn.Linear(width, hidden), nn.ReLU()]
+        if dropout:
+            rho.append(nn.Dropout(dropout))
+        self.rho = nn.Sequential(*rho, nn.Linear(hidden, out_features))
+
+    def forward(self, x):
+        elements = x.reshape(len(x), self.set_size, self.element_features)
+        return self.rho(self.phi(elements).mean(dim=1))
+
+
+def set_layout(input_shape, set_size=None):
+    """How an event of ``input_shape`` splits into exchangeable elements.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        Event shape of one observation.
+    set_size : int, optional
+        Elements per observation. None: the first axis of the event, each
+        element being the rest of it (a 1-d event is a set of scalars).
+
+    Returns
+    -------
+    set_size, element_features : int
+    """
+    total = math.prod(input_shape)
+    if set_size is None:
+        set_size = input_shape[0] if input_shape else 1
+    if not (isinstance(set_size, (int, np.integer)) and set_size >= 1 and total % set_size == 0):
+        raise ValueError(f"embedding='deepset': set_size must be a positive integer dividing "
+                         f"the {total} numbers of one observation (event shape "
+                         f"{tuple(input_shape)}); got {set_size!r}.")
+    return int(set_size), total // int(set_size)
+
+
+def _deepset(input_shape, out_features, set_size=None, hidden=128, layers=2, dropout=0.0):
+    """Permutation-invariant embedding for data made of exchangeable (iid) parts.
+
+    Use it when one observation is several independent draws of the same
+    distribution: repeated measurements, stars of one cluster, events of one
+    run. The network then cannot learn anything that depends on their order,
+    which it would otherwise have to learn from examples.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(S, F)``: S elements of F features each; ``(S,)``: S scalars; or a
+        flat ``(S * F,)`` with ``set_size=S``, element after element.
+    out_features : int
+        Output width (``embedding_dim``).
+    set_size : int, optional
+        Elements per observation; needed only for flat data of vector elements.
+    hidden : int, default=128
+        Width of the element network and of the network after pooling.
+    layers : int, default=2
+        Hidden layers of the element network.
+    dropout : float, default=0.0
+        Dropout after the hidden layer that follows pooling.
+
+    Returns
+    -------
+    nn.Module
+
+    Notes
+    -----
+    Standardization of such data pools each feature over the elements (see
+    :func:`set_layout`), so it keeps the invariance too.
+    """
+    size, features = set_layout(tuple(input_shape), set_size)
+    return _DeepSet(size, features, out_features, hidden, layers, dropout)
+
+
 #: Named embeddings: ``name -> builder(input_shape, out_features, **kwargs)``.
 EMBEDDINGS = {
     "identity": _identity,
@@ -194,6 +285,7 @@ EMBEDDINGS = {
     "mlp": _mlp,
     "cnn1d": _cnn1d,
     "cnn2d": _cnn2d,
+    "deepset": _deepset,
 }
 
 
@@ -217,7 +309,9 @@ def make_embedding(embedding, input_shape, out_features, **kwargs):
         ``"cnn2d"`` take ``channels``, ``kernel_size``, ``pooling``
         (``"flatten"``, the default, keeps positions; ``"avg"`` is a global
         average, blind to where features sit; ``"adaptive"`` averages onto a
-        ``pooled_size`` grid) and ``pooled_size``.
+        ``pooled_size`` grid) and ``pooled_size``; ``"deepset"`` (a
+        permutation-invariant embedding of exchangeable elements) takes
+        ``set_size``, ``hidden``, ``layers``, ``dropout``.
 
     Returns
     -------

@@ -68,7 +68,14 @@ class Task(ABC):
     prior : Prior
     event_shape : tuple of int
     n_observations : int
+    set_size : int or None
+        Number of exchangeable (independent, identically distributed) draws
+        one observation is made of, element after element; None when the data
+        have no such structure. ``embedding="deepset"`` with
+        ``embedding__set_size=task.set_size`` uses it.
     """
+
+    set_size = None
 
     def __init__(self, name, prior, event_shape, true_parameters, observations):
         self.name = name

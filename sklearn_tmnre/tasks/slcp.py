@@ -90,7 +90,11 @@ class SLCP(Task):
     >>> task = tasks.slcp()
     >>> task.observation(1).shape
     (8,)
+    >>> task.set_size
+    4
     """
+
+    set_size = _N_DRAWS
 
     def __init__(self):
         prior = Prior([stats.uniform(-3.0, 6.0)] * 5)
