@@ -89,9 +89,8 @@ def data_standardization(est, x32):
     elif est.embedding == "deepset":
         size, features = set_layout(x32.shape[1:], est._embedding_params().get("set_size"))
         elements = x32.reshape(len(x32), size, features)
-        x_mean = np.broadcast_to(elements.mean(axis=(0, 1)), (size, features))
-        x_std = np.broadcast_to(elements.std(axis=(0, 1)), (size, features))
-        x_mean, x_std = x_mean.reshape(x32.shape[1:]), x_std.reshape(x32.shape[1:])
+        x_mean, x_std = (np.tile(stat(elements, axis=(0, 1)), (size, 1)).reshape(x32.shape[1:])
+                         for stat in (np.mean, np.std))
     else:
         x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
     return x_mean, np.where(x_std > 0, x_std, 1.0)

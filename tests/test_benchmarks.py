@@ -197,3 +197,24 @@ def test_grid_floor_table_averages_observations():
     assert lines[0] == "## Grid floor"
     assert "| gm | prior range | 0.510 | 0.540 | 2 | 5,000 |" in lines
     assert "| gm | zoomed | 0.500 | 0.500 | 2 | 5,000 |" in lines
+
+
+def test_deepset_method_runs_only_on_tasks_made_of_draws():
+    from sklearn_tmnre import tasks
+
+    slcp, moons = tasks.slcp(), tasks.two_moons()
+    assert methods.applies("tmnre_deepset", slcp)
+    assert not methods.applies("tmnre_deepset", moons)
+    assert all(methods.applies(m, moons) for m in methods.METHODS if m != "tmnre_deepset")
+    assert methods.method_params("tmnre_deepset", slcp) == {
+        "embedding": "deepset", "embedding__set_size": 4}
+    assert methods.method_params("tmnre_amortized", slcp) == {}
+    with pytest.raises(ValueError, match="exchangeable draws"):
+        methods.method_params("tmnre_deepset", moons)
+
+
+def test_tiny_run_skips_a_method_that_does_not_apply(tmp_path):
+    argv = ["--tiny", "--tasks", "two_moons", "--methods", "tmnre_deepset", "--threads", "1",
+            "--out", str(tmp_path), "--no-render"]
+    assert run.main(argv) == 0
+    assert not (tmp_path / "accuracy.csv").exists()

@@ -10,6 +10,7 @@ from sklearn_tmnre.networks import (
     RatioEnsemble,
     RatioNetwork,
     make_embedding,
+    set_layout,
 )
 
 
@@ -54,6 +55,9 @@ def test_ratio_network_orders_marginals_as_given():
     ("cnn1d", (2, 32), {"channels": 4}),
     ("cnn2d", (16, 16), {"channels": (4,)}),
     ("cnn2d", (3, 16, 16), {}),
+    ("deepset", (4, 2), {"hidden": 8}),
+    ("deepset", (8,), {"set_size": 4, "layers": 1}),
+    ("deepset", (5,), {}),
 ])
 def test_named_embeddings(name, shape, kwargs):
     module, width = make_embedding(name, shape, 6, **kwargs)
@@ -103,6 +107,56 @@ def test_cnn_pooling_widths(name, shape, pooling, n_flat):
     assert module.head.in_features == n_flat
     assert width == 6
     assert module(torch.randn(3, *shape)).shape == (3, 6)
+
+
+@pytest.mark.parametrize("shape, set_size, layout", [
+    ((4, 2), None, (4, 2)),
+    ((8,), 4, (4, 2)),
+    ((8,), None, (8, 1)),
+    ((3, 2, 2), None, (3, 4)),
+])
+def test_set_layout(shape, set_size, layout):
+    assert set_layout(shape, set_size) == layout
+
+
+@pytest.mark.parametrize("set_size", [3, 0, 2.0, "4"])
+def test_deepset_rejects_a_set_size_that_does_not_divide_the_event(set_size):
+    with pytest.raises(ValueError, match="set_size must be a positive integer dividing the 8"):
+        make_embedding("deepset", (8,), 4, set_size=set_size)
+
+
+def test_deepset_is_blind_to_the_order_of_elements_and_mlp_is_not():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, 2)
+    shuffled = x[:, [2, 0, 3, 1]]
+    deepset, _ = make_embedding("deepset", (8,), 6, set_size=4, hidden=16)
+    mlp, _ = make_embedding("mlp", (8,), 6, hidden=16)
+    with torch.no_grad():
+        torch.testing.assert_close(deepset(x.reshape(5, 8)), deepset(shuffled.reshape(5, 8)))
+        assert (mlp(x.reshape(5, 8)) - mlp(shuffled.reshape(5, 8))).abs().max() > 1e-3
+        # ... but not to the features within an element.
+        swapped = x.flip(-1)
+        assert (deepset(x.reshape(5, 8)) - deepset(swapped.reshape(5, 8))).abs().max() > 1e-3
+
+
+def test_deepset_estimator_is_permutation_invariant_end_to_end():
+    # Per-position standardization would differ by sampling noise between positions;
+    # the deepset's is pooled over the elements, so the fitted ratio stays invariant.
+    rng = np.random.default_rng(0)
+    prior = Prior({"mu": stats.uniform(-2, 4)})
+    theta = prior.sample(200, random_state=1)
+    X = theta.to_numpy()[:, :, None] + rng.normal(size=(200, 3, 2)) * [1.0, 5.0]
+    est = TMNREEstimator(prior=prior, embedding="deepset", embedding_dim=4, hidden_features=8,
+                         num_blocks=1, embedding__hidden=8, max_epochs=2,
+                         random_state=0).fit(X, theta)
+    module = est.net_.module_
+    # One mean and scale per feature, repeated for every element.
+    np.testing.assert_allclose(module.x_mean[0].numpy(), module.x_mean[2].numpy())
+    np.testing.assert_allclose(module.x_std[:, 1].numpy(), X[..., 1].std(), rtol=1e-4)
+    grid = theta.iloc[:6]
+    x_o = np.repeat(X[:1], 6, axis=0)
+    np.testing.assert_allclose(est.log_ratio(x_o, grid), est.log_ratio(x_o[:, ::-1], grid),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_cnn_pooling_errors_name_the_argument():
