@@ -441,16 +441,21 @@ def _fit_sbi(method, task, theta, X, seed, settings):
     return trainer.build_posterior(), net, epochs
 
 
+def _needs_draws(method):
+    """Whether ``method`` embeds the data as a set of exchangeable draws."""
+    return OUR_PARAMS.get(method, {}).get("embedding") == "deepset"
+
+
 def applies(method, task):
-    """Whether ``method`` can run on ``task`` (``tmnre_deepset`` needs exchangeable draws)."""
-    return method != "tmnre_deepset" or task.set_size is not None
+    """Whether ``method`` can run on ``task`` (a deepset embedding needs exchangeable draws)."""
+    return not _needs_draws(method) or task.set_size is not None
 
 
 def method_params(method, task):
     """The TMNREEstimator hyperparameters of one of our amortized methods on ``task``."""
     params = dict(OUR_PARAMS[method])
-    if params.get("embedding") == "deepset":
-        if not applies(method, task):
+    if _needs_draws(method):
+        if task.set_size is None:
             raise ValueError(f"{method} needs a task made of exchangeable draws; "
                              f"{task.name} has no set_size.")
         params["embedding__set_size"] = task.set_size
