@@ -16,6 +16,7 @@ once, then answers every observation:
   permutation-invariant embedding of the observation's exchangeable draws
   (domain knowledge, as embeddings are meant to carry); only for tasks whose
   data are such draws (``task.set_size``: slcp's four 2-d points).
+* ``tmnre_truncated_deepset``: ``tmnre_truncated`` (below) with that embedding.
 * ``sbi_nre_a``, ``sbi_nre_c``, ``sbi_bnre``: ``sbi``'s ratio estimators
   (Hermans et al. 2020; Miller et al. 2022; Delaunoy et al. 2022) with their
   default networks and training; posterior samples by sbi's default MCMC, then
@@ -66,6 +67,7 @@ __all__ = [
     "METHODS",
     "OUR_PARAMS",
     "SBI_METHODS",
+    "TRUNCATED_PARAMS",
     "applies",
     "method_params",
     "PeakMemory",
@@ -90,8 +92,10 @@ SBI_METHODS = {"sbi_nre_a": "NRE_A", "sbi_nre_c": "NRE_C", "sbi_bnre": "BNRE"}
 #: weight is sbi's BNRE default.
 OUR_PARAMS = {"tmnre_amortized": {}, "tmnre_balanced": {"balance": 100.0},
               "tmnre_ensemble": {"n_ensemble": 5}, "tmnre_deepset": {"embedding": "deepset"}}
+#: TMNREEstimator hyperparameters of each round of our truncated (per-observation) methods.
+TRUNCATED_PARAMS = {"tmnre_truncated": {}, "tmnre_truncated_deepset": {"embedding": "deepset"}}
 AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
-METHODS = (*OUR_PARAMS, "tmnre_truncated", *SBI_METHODS)
+METHODS = (*OUR_PARAMS, *TRUNCATED_PARAMS, *SBI_METHODS)
 # Share of the budget spent in the first truncation round (Miller et al. 2021).
 _FIRST_ROUND_SHARE = 0.3
 
@@ -443,7 +447,7 @@ def _fit_sbi(method, task, theta, X, seed, settings):
 
 def _needs_draws(method):
     """Whether ``method`` embeds the data as a set of exchangeable draws."""
-    return OUR_PARAMS.get(method, {}).get("embedding") == "deepset"
+    return {**OUR_PARAMS, **TRUNCATED_PARAMS}.get(method, {}).get("embedding") == "deepset"
 
 
 def applies(method, task):
@@ -452,8 +456,8 @@ def applies(method, task):
 
 
 def method_params(method, task):
-    """The TMNREEstimator hyperparameters of one of our amortized methods on ``task``."""
-    params = dict(OUR_PARAMS[method])
+    """The TMNREEstimator hyperparameters of one of our methods on ``task``."""
+    params = dict({**OUR_PARAMS, **TRUNCATED_PARAMS}[method])
     if _needs_draws(method):
         if task.set_size is None:
             raise ValueError(f"{method} needs a task made of exchangeable draws; "
@@ -532,9 +536,12 @@ def truncated_schedule(budget, rounds):
     return [first, *later]
 
 
-def truncated_result(task, observation, budget, reference, seed, settings):
-    """One ``tmnre_truncated`` cell: the rounds for one observation, measured.
+def truncated_result(task, observation, budget, reference, seed, settings,
+                     method="tmnre_truncated"):
+    """One truncated cell: the rounds of ``method`` for one observation, measured.
 
+    ``method`` is one of :data:`TRUNCATED_PARAMS`, which gives the hyperparameters of
+    every round's estimator.
     :class:`~sklearn_tmnre.rounds.TMNRE` runs the schedule of
     :func:`truncated_schedule` and stops early once the box stops shrinking;
     the simulations it did not spend (early stop, or reuse that lowered a
@@ -543,11 +550,12 @@ def truncated_result(task, observation, budget, reference, seed, settings):
     always spends the whole budget, as the amortized methods do.
     """
     x_o = task.observation(observation)
+    params = method_params(method, task)
     schedule = truncated_schedule(budget, settings.truncated_rounds)
     entropy = np.random.SeedSequence([seed, budget, observation])
     campaign, last_round = (int(v) for v in entropy.generate_state(2))
     with tempfile.TemporaryDirectory(prefix="sklearn_tmnre-bench-") as tmp:
-        run = TMNRE(task.simulator, task.prior, estimator=settings.estimator(),
+        run = TMNRE(task.simulator, task.prior, estimator=settings.estimator(**params),
                     n_sims=schedule, max_rounds=len(schedule), convergence_ratio=0.8,
                     store=os.path.join(tmp, "sims.zarr"), random_state=campaign)
         with PeakMemory() as mem:
@@ -562,7 +570,8 @@ def truncated_result(task, observation, budget, reference, seed, settings):
                 new_theta = box.sample(left, random_state=last_round)
                 new_X = simulate(task.simulator, new_theta, random_state=last_round)
                 theta = pd.concat([old_theta[box.names], new_theta], ignore_index=True)
-                estimator = settings.estimator(prior=box, random_state=last_round).fit(
+                estimator = settings.estimator(prior=box, random_state=last_round,
+                                               **params).fit(
                     np.concatenate([old_X, new_X]), theta)
                 n_used += left
                 epochs += len(estimator.net_.history)

@@ -118,9 +118,10 @@ def configure(args):
     overrides = {"n_c2st": args.n_c2st, "n_coverage": args.n_coverage}
     values = {**preset["settings"], **{k: v for k, v in overrides.items() if v is not None}}
     settings = Settings(name=name, params=tuple(sorted(params.items())), **values)
-    # The balanced and ensemble estimators cost more and answer the full run's questions.
+    # The balanced, ensemble and deepset estimators cost more and answer the full run's questions.
     default_methods = [m for m in METHODS
-                       if m not in ("tmnre_balanced", "tmnre_ensemble", "tmnre_deepset")
+                       if m not in ("tmnre_balanced", "tmnre_ensemble", "tmnre_deepset",
+                                     "tmnre_truncated_deepset")
                        or name == "full"]
     grid = {
         "tasks": args.tasks or preset["tasks"],
@@ -265,7 +266,8 @@ def _run_block(task, budget, seed, methods, observations, settings, path, done, 
                     result = observation_result(fitted, task, obs, reference(obs), seed,
                                                 settings)
                 else:
-                    result = truncated_result(task, obs, budget, reference(obs), seed, settings)
+                    result = truncated_result(task, obs, budget, reference(obs), seed,
+                                              settings, method)
                 row = _row(settings, task, obs, budget, method, seed, result, context, load)
                 append_row(path, row)
                 done.add(tuple(str(row[k]) for k in KEY))

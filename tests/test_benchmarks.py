@@ -199,18 +199,41 @@ def test_grid_floor_table_averages_observations():
     assert "| gm | zoomed | 0.500 | 0.500 | 2 | 5,000 |" in lines
 
 
-def test_deepset_method_runs_only_on_tasks_made_of_draws():
+@pytest.mark.parametrize("method", ["tmnre_deepset", "tmnre_truncated_deepset"])
+def test_deepset_methods_run_only_on_tasks_made_of_draws(method):
     from sklearn_tmnre import tasks
 
     slcp, moons = tasks.slcp(), tasks.two_moons()
-    assert methods.applies("tmnre_deepset", slcp)
-    assert not methods.applies("tmnre_deepset", moons)
-    assert all(methods.applies(m, moons) for m in methods.METHODS if m != "tmnre_deepset")
-    assert methods.method_params("tmnre_deepset", slcp) == {
+    assert methods.applies(method, slcp)
+    assert not methods.applies(method, moons)
+    assert all(methods.applies(m, moons) for m in methods.METHODS if "deepset" not in m)
+    assert methods.method_params(method, slcp) == {
         "embedding": "deepset", "embedding__set_size": 4}
     assert methods.method_params("tmnre_amortized", slcp) == {}
+    assert methods.method_params("tmnre_truncated", slcp) == {}
     with pytest.raises(ValueError, match="exchangeable draws"):
-        methods.method_params("tmnre_deepset", moons)
+        methods.method_params(method, moons)
+
+
+def test_truncated_deepset_rounds_use_the_deepset_embedding(monkeypatch):
+    from sklearn_tmnre import TMNREEstimator, tasks
+
+    fitted = []
+    fit = TMNREEstimator.fit
+
+    def recording_fit(self, X, theta, **kwargs):
+        fitted.append(self.get_params()["embedding"])
+        return fit(self, X, theta, **kwargs)
+
+    monkeypatch.setattr(TMNREEstimator, "fit", recording_fit)
+    settings = methods.Settings(name="tiny", max_epochs=1, sbi_max_epochs=1, n_c2st=200,
+                                n_coverage=0, truncated_rounds=2, c2st_max_iter=50)
+    task = tasks.slcp()
+    reference = task.reference_samples(1, 200, random_state=0)
+    result = methods.truncated_result(task, 1, 400, reference, 0, settings,
+                                      "tmnre_truncated_deepset")
+    assert fitted and set(fitted) == {"deepset"}
+    assert result["n_sims_used"] == 400
 
 
 def test_tiny_run_skips_a_method_that_does_not_apply(tmp_path):
