@@ -241,3 +241,25 @@ def test_tiny_run_skips_a_method_that_does_not_apply(tmp_path):
             "--out", str(tmp_path), "--no-render"]
     assert run.main(argv) == 0
     assert not (tmp_path / "accuracy.csv").exists()
+
+
+def test_sbi_network_grid_draws_recover_a_known_posterior():
+    pytest.importorskip("torch")
+    from scipy import stats
+
+    from sklearn_tmnre import Prior
+
+    sampler = _load("bench_sbi_sampler")
+    sigma = 0.01  # narrower than the coarse grid resolves (cells of 0.016): needs the zoom
+
+    def gaussian_log_ratio(theta, x):
+        return -0.5 * (((theta - x) / sigma) ** 2).sum(-1)
+
+    prior = Prior({"a": stats.uniform(-1, 2), "b": stats.uniform(-1, 2)})
+    x_o = np.array([0.3, -0.55])
+    draws = sampler.grid_draws(gaussian_log_ratio, prior, x_o, 20_000, seed=0)
+    assert list(draws.columns) == ["a", "b"]
+    np.testing.assert_allclose(draws.mean(), x_o, atol=1e-3)
+    np.testing.assert_allclose(draws.std(), sigma, rtol=0.03)
+    again = sampler.grid_draws(gaussian_log_ratio, prior, x_o, 20_000, seed=0)
+    pd.testing.assert_frame_equal(draws, again)
