@@ -263,3 +263,31 @@ def test_sbi_network_grid_draws_recover_a_known_posterior():
     np.testing.assert_allclose(draws.std(), sigma, rtol=0.03)
     again = sampler.grid_draws(gaussian_log_ratio, prior, x_o, 20_000, seed=0)
     pd.testing.assert_frame_equal(draws, again)
+
+
+def test_sampler_table_sets_mcmc_beside_grid():
+    report = sys.modules["_report"]
+    rows = pd.DataFrame({
+        "task": ["tm"] * 4, "n_sims": [100] * 4, "method": ["sbi_nre_c"] * 4,
+        "observation": [1, 1, 2, 2], "sampler": ["mcmc", "grid", "mcmc", "grid"],
+        "c2st_1d": [0.7, 0.6, 0.5, 0.5], "c2st_2d": [0.8, 0.6, 0.6, 0.6],
+        "sample_seconds": [10.0, 0.1, 12.0, 0.1]})
+    lines = report._sampler_section(rows)
+    assert lines[0] == "## sbi: network or sampler?"
+    assert "| tm | 100 | sbi_nre_c | 0.600 / 0.700 | 0.550 / 0.600 | 11.0 / 0.10 | 2 |" in lines
+
+
+def test_headline_picks_our_best_default_method_and_judges_it_against_the_target():
+    report = sys.modules["_report"]
+    rows = [("{}", "tmnre_amortized", 0.52, 0.61), ("{}", "tmnre_truncated", 0.525, 0.59),
+            ("{}", "tmnre_balanced", 0.50, 0.50), ('{"lr": 1}', "tmnre_deepset", 0.5, 0.5),
+            ("{}", "sbi_nre_c", 0.60, 0.70), ("{}", "sbi_nre_a", 0.65, 0.75)]
+    summary = pd.DataFrame([{"setting": "full", "n_c2st": 10_000, "params": p,
+                             "task": "two_moons", "n_sims": 10_000, "method": m,
+                             "c2st_1d": a, "c2st_2d": b, "cells": 3} for p, m, a, b in rows])
+    lines = report._headline(summary)
+    assert lines[2] == ("| two_moons | 10,000 | 0.530 / 0.600 (target) | 0.525 / 0.590 "
+                        "(tmnre_truncated, 3 cells) | 0.600 / 0.700 (sbi_nre_c, 3 cells) "
+                        "| **meets** |")
+    summary.loc[summary["method"] == "tmnre_truncated", "c2st_2d"] = 0.64
+    assert report._headline(summary)[2].endswith("| 2-d short by 0.010 |")
