@@ -448,8 +448,10 @@ def render(results, docs, figure):
                            & (summary["params"] == params)]
             extra = "" if params == "{}" else f"; estimator hyperparameters {params}"
             if params == '{"patience": 20}':
-                extra += (": the default before 0.1.0 lowered the learning rate too early "
-                          "(see `TMNREEstimator`'s `patience`); kept for comparison")
+                extra += (": the default before 0.1.0, which lowers the learning rate "
+                          "sooner and stops earlier (see `TMNREEstimator`'s `patience`): worse "
+                          "on two_moons and gaussian_mixture, sharper but less calibrated on "
+                          "slcp")
             lines += [f"### Setting `{setting}` (C2ST with {n_c2st:,} draws per side{extra})",
                       ""]
             for task, g in part.groupby("task", sort=False):

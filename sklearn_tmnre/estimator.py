@@ -92,8 +92,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         converged. On two moons at 10^4 simulations (``benchmarks/run.py``,
         seed 0, observations 1-3) patience 20 gave 2-d C2STs of 0.67 / 0.66 /
         0.69 after 76 epochs and patience 60 gave 0.57 / 0.60 / 0.59 after 200
-        (the ``max_epochs`` cap), with better calibration too. Lower it for
-        speed on easy problems.
+        (the ``max_epochs`` cap), with better calibration too. It is not
+        free everywhere: on slcp with ``embedding="deepset"`` at 10^4
+        simulations (seeds 0-2) patience 20 gave a slightly *sharper* fit,
+        mean C2STs 0.585 / 0.658 against 0.590 / 0.669, but an overconfident
+        one: 17-29 (marginal, level) coverage pairs below their binomial
+        interval against 2-11. Lower it for speed on easy problems, and check
+        coverage when you do.
     validation_fraction : float, default=0.1
         Held-out fraction for early stopping (0 disables validation).
     n_negatives : int, default=4
