@@ -94,6 +94,7 @@ OUR_PARAMS = {"tmnre_amortized": {}, "tmnre_balanced": {"balance": 100.0},
               "tmnre_ensemble": {"n_ensemble": 5}, "tmnre_deepset": {"embedding": "deepset"}}
 #: TMNREEstimator hyperparameters of each round of our truncated (per-observation) methods.
 TRUNCATED_PARAMS = {"tmnre_truncated": {}, "tmnre_truncated_deepset": {"embedding": "deepset"}}
+_OUR_METHOD_PARAMS = {**OUR_PARAMS, **TRUNCATED_PARAMS}
 AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
 METHODS = (*OUR_PARAMS, *TRUNCATED_PARAMS, *SBI_METHODS)
 # Share of the budget spent in the first truncation round (Miller et al. 2021).
@@ -447,7 +448,7 @@ def _fit_sbi(method, task, theta, X, seed, settings):
 
 def _needs_draws(method):
     """Whether ``method`` embeds the data as a set of exchangeable draws."""
-    return {**OUR_PARAMS, **TRUNCATED_PARAMS}.get(method, {}).get("embedding") == "deepset"
+    return _OUR_METHOD_PARAMS.get(method, {}).get("embedding") == "deepset"
 
 
 def applies(method, task):
@@ -457,7 +458,7 @@ def applies(method, task):
 
 def method_params(method, task):
     """The TMNREEstimator hyperparameters of one of our methods on ``task``."""
-    params = dict({**OUR_PARAMS, **TRUNCATED_PARAMS}[method])
+    params = dict(_OUR_METHOD_PARAMS[method])
     if _needs_draws(method):
         if task.set_size is None:
             raise ValueError(f"{method} needs a task made of exchangeable draws; "
@@ -542,6 +543,7 @@ def truncated_result(task, observation, budget, reference, seed, settings,
 
     ``method`` is one of :data:`TRUNCATED_PARAMS`, which gives the hyperparameters of
     every round's estimator.
+
     :class:`~sklearn_tmnre.rounds.TMNRE` runs the schedule of
     :func:`truncated_schedule` and stops early once the box stops shrinking;
     the simulations it did not spend (early stop, or reuse that lowered a
