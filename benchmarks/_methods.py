@@ -65,6 +65,7 @@ __all__ = [
     "AMORTIZED",
     "COVERAGE_LEVELS",
     "METHODS",
+    "OUR_METHOD_PARAMS",
     "OUR_PARAMS",
     "SBI_METHODS",
     "TRUNCATED_PARAMS",
@@ -94,7 +95,8 @@ OUR_PARAMS = {"tmnre_amortized": {}, "tmnre_balanced": {"balance": 100.0},
               "tmnre_ensemble": {"n_ensemble": 5}, "tmnre_deepset": {"embedding": "deepset"}}
 #: TMNREEstimator hyperparameters of each round of our truncated (per-observation) methods.
 TRUNCATED_PARAMS = {"tmnre_truncated": {}, "tmnre_truncated_deepset": {"embedding": "deepset"}}
-_OUR_METHOD_PARAMS = {**OUR_PARAMS, **TRUNCATED_PARAMS}
+#: Both: the hyperparameters of every one of our methods.
+OUR_METHOD_PARAMS = {**OUR_PARAMS, **TRUNCATED_PARAMS}
 AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
 METHODS = (*OUR_PARAMS, *TRUNCATED_PARAMS, *SBI_METHODS)
 # Share of the budget spent in the first truncation round (Miller et al. 2021).
@@ -347,15 +349,30 @@ class RatioOnGrid:
         self.n_grid = n_grid
         self.names_ = list(prior.names)
         self.marginals_ = [(n,) for n in self.names_]
-        # The grid is the same for every block of observations: built once.
         self._axes = grid_axes(prior, self.names_, n_grid)
-        mesh = np.meshgrid(self._axes[0][0], self._axes[1][0], indexing="ij")
-        self._points = np.column_stack([g.ravel() for g in mesh])
-        self._log_prior = prior.log_prob(self._points)
+        # The prior-range grid is the same for every block of observations: built once.
+        self._grid = self._points_and_log_prior(self._axes)
+
+    def _points_and_log_prior(self, axes):
+        mesh = np.meshgrid(axes[0][0], axes[1][0], indexing="ij")
+        points = np.column_stack([g.ravel() for g in mesh])
+        return points, self.prior.log_prob(points)
 
     @torch.no_grad()
-    def _grid_masses(self, X, dims=(1,)):
-        axes, points, log_prior = self._axes, self._points, self._log_prior
+    def joint_masses(self, X, axes=None):
+        """The network's joint posterior masses of each observation on a 2-d grid.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, ...)
+        axes : list of two (centres, width), optional
+            The grid's axes, each of ``n_grid`` cells; default: over the prior's range.
+
+        Returns
+        -------
+        ndarray of shape (n, n_grid, n_grid), each observation's masses summing to one
+        """
+        points, log_prior = self._grid if axes is None else self._points_and_log_prior(axes)
         theta = _as_float32(points)[:, None, :]
         joint = np.empty((len(X), len(points)))
         for i in range(0, len(X), 16):
@@ -365,10 +382,13 @@ class RatioOnGrid:
                             x[None].expand(len(points), -1, -1)).T.double().numpy()
             joint[i:i + 16] = logr + log_prior
         joint = np.exp(joint - joint.max(axis=1, keepdims=True))
-        joint = (joint / joint.sum(axis=1, keepdims=True)).reshape(len(X), self.n_grid,
-                                                                  self.n_grid)
+        return (joint / joint.sum(axis=1, keepdims=True)).reshape(len(X), self.n_grid,
+                                                                 self.n_grid)
+
+    def _grid_masses(self, X, dims=(1,)):
+        joint = self.joint_masses(X)
         masses = {(self.names_[0],): joint.sum(axis=2), (self.names_[1],): joint.sum(axis=1)}
-        return {m: [axes[j]] for j, m in enumerate(masses)}, masses
+        return {m: [self._axes[j]] for j, m in enumerate(masses)}, masses
 
 
 def coverage_summary(estimator, X, theta):
@@ -448,7 +468,7 @@ def _fit_sbi(method, task, theta, X, seed, settings):
 
 def _needs_draws(method):
     """Whether ``method`` embeds the data as a set of exchangeable draws."""
-    return _OUR_METHOD_PARAMS.get(method, {}).get("embedding") == "deepset"
+    return OUR_METHOD_PARAMS.get(method, {}).get("embedding") == "deepset"
 
 
 def applies(method, task):
@@ -458,7 +478,7 @@ def applies(method, task):
 
 def method_params(method, task):
     """The TMNREEstimator hyperparameters of one of our methods on ``task``."""
-    params = dict(_OUR_METHOD_PARAMS[method])
+    params = dict(OUR_METHOD_PARAMS[method])
     if _needs_draws(method):
         if task.set_size is None:
             raise ValueError(f"{method} needs a task made of exchangeable draws; "

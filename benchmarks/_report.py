@@ -207,6 +207,10 @@ def _headline(summary):
             return None
         return rows.loc[(rows["c2st_1d"] + rows["c2st_2d"]).idxmin()]
 
+    def cell(r):
+        return "–" if r is None else (f"{r.c2st_1d:.3f} / {r.c2st_2d:.3f} "
+                                     f"({r.method}, {r.cells} cells)")
+
     for (task, budget), g in full.groupby(["task", "n_sims"], sort=False):
         ours = best(g[g["method"].isin(OURS_ACCURACY)])
         sbi = best(g[g["method"].str.startswith("sbi_")])
@@ -216,11 +220,6 @@ def _headline(summary):
             bar, what = PUBLISHED[task][budget], "swyft"
         else:
             bar, what = None, ""
-
-        def cell(r):
-            return "–" if r is None else (f"{r.c2st_1d:.3f} / {r.c2st_2d:.3f} "
-                                         f"({r.method}, {r.cells} cells)")
-
         verdict = "–"
         if bar is not None and ours is not None:
             misses = [f"{k} short by {g_ - b:.3f}" for k, g_, b in

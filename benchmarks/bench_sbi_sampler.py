@@ -37,60 +37,35 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _methods import (  # noqa: E402
     SBI_METHODS,
     Fitted,
+    RatioOnGrid,
     Settings,
-    _as_float32,
     _fit_sbi,
     grid_marginals,
     marginal_c2st_of,
 )
 
-from sklearn_tmnre.posterior import grid_axes  # noqa: E402
+from sklearn_tmnre._grids import zoom_ranges  # noqa: E402
+from sklearn_tmnre.posterior import MarginalPosterior  # noqa: E402
 from sklearn_tmnre.tasks import get_task  # noqa: E402
 
 TASKS = ["two_moons", "gaussian_mixture"]
 KEY = ["task", "n_sims", "seed", "method", "observation", "sampler"]
 
 
-@torch.no_grad()
-def _masses(net, prior, x_o, axes):
-    """The network's posterior masses for ``x_o`` on the grid of ``axes`` (they sum to 1)."""
-    mesh = np.meshgrid(axes[0][0], axes[1][0], indexing="ij")
-    points = np.column_stack([g.ravel() for g in mesh])
-    with torch.no_grad():
-        log_ratio = net(_as_float32(points),
-                        _as_float32(x_o)[None].expand(len(points), -1)).reshape(-1)
-    log_post = log_ratio.double().numpy() + prior.log_prob(points)
-    masses = np.exp(log_post - log_post.max()).reshape(len(axes[0][0]), len(axes[1][0]))
-    return masses / masses.sum()
-
-
-def _zoomed_axes(masses, axes, n_grid, tail=1e-6, pad=2):
-    """Axes of a grid over the coarse cells holding all but ``tail`` of each 1-d marginal."""
-    zoomed = []
-    for k, (centres, width) in enumerate(axes):
-        marginal = masses.sum(axis=1 - k)
-        cdf = np.cumsum(marginal)
-        first = max(int(np.searchsorted(cdf, tail)) - pad, 0)
-        last = min(int(np.searchsorted(cdf, 1 - tail)) + pad, len(centres) - 1)
-        low, high = centres[first] - width / 2, centres[last] + width / 2
-        edges = np.linspace(low, high, n_grid + 1)
-        zoomed.append((0.5 * (edges[1:] + edges[:-1]), (high - low) / n_grid))
-    return zoomed
-
-
 def grid_draws(net, prior, x_o, n, seed, n_grid=128):
     """``n`` draws of the network's posterior for ``x_o`` from a zoomed 2-d grid."""
-    names = list(prior.names)
-    coarse = grid_axes(prior, names, n_grid)
-    axes = _zoomed_axes(_masses(net, prior, x_o, coarse), coarse, n_grid)
-    masses = _masses(net, prior, x_o, axes)
-    rng = np.random.default_rng(seed)
-    cells = rng.choice(masses.size, size=n, p=masses.ravel())
-    i, j = np.unravel_index(cells, masses.shape)
-    cols = {}
-    for name, idx, (centres, width) in zip(names, (i, j), axes):
-        cols[name] = centres[idx] + (rng.random(n) - 0.5) * width
-    return pd.DataFrame(cols)
+    grid = RatioOnGrid(net, prior, n_grid)
+    axes, masses = grid._grid_masses(np.asarray(x_o)[None])
+    ranges = zoom_ranges(axes, masses, grid.names_)
+    zoomed = []
+    for name in grid.names_:
+        (low,), (high,) = ranges[name]
+        width = (high - low) / n_grid
+        zoomed.append((low + (np.arange(n_grid) + 0.5) * width, width))
+    pair = tuple(grid.names_)
+    posterior = MarginalPosterior([pair], {pair: zoomed},
+                                  {pair: grid.joint_masses(np.asarray(x_o)[None], zoomed)[0]})
+    return posterior.sample(n, marginal=pair, random_state=seed)
 
 
 def _done(path):
@@ -117,6 +92,7 @@ def main(argv=None):
     settings = Settings(name="full", max_epochs=200, sbi_max_epochs=None, n_c2st=args.n,
                         n_coverage=0, truncated_rounds=1)
     done = _done(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for task_name in args.tasks:
         task = get_task(task_name)
         if task.prior.ndim != 2:
@@ -152,7 +128,6 @@ def main(argv=None):
                                          sampler)),
                                c2st_1d=c1, c2st_2d=c2, sample_seconds=seconds, epochs=epochs,
                                timestamp=datetime.datetime.now().isoformat(timespec="seconds"))
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
                     pd.DataFrame([row]).to_csv(args.out, mode="a", index=False,
                                                header=not args.out.exists())
                     print(f"{task_name} {method} obs={obs} {sampler}: C2ST 1-d {c1:.3f}, "

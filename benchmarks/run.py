@@ -45,6 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _methods import (  # noqa: E402
     AMORTIZED,
     METHODS,
+    OUR_METHOD_PARAMS,
     SBI_METHODS,
     Settings,
     applies,
@@ -118,11 +119,10 @@ def configure(args):
     overrides = {"n_c2st": args.n_c2st, "n_coverage": args.n_coverage}
     values = {**preset["settings"], **{k: v for k, v in overrides.items() if v is not None}}
     settings = Settings(name=name, params=tuple(sorted(params.items())), **values)
-    # The balanced, ensemble and deepset estimators cost more and answer the full run's questions.
+    # Our variants (balanced, ensemble, deepset: methods with hyperparameters of their own)
+    # cost more and answer the full run's questions; the shorter settings run the baselines.
     default_methods = [m for m in METHODS
-                       if m not in ("tmnre_balanced", "tmnre_ensemble", "tmnre_deepset",
-                                     "tmnre_truncated_deepset")
-                       or name == "full"]
+                       if name == "full" or not OUR_METHOD_PARAMS.get(m)]
     grid = {
         "tasks": args.tasks or preset["tasks"],
         "budgets": args.budgets or preset["budgets"],
