@@ -111,8 +111,9 @@ class Settings:
     ----------
     name : str
         ``"full"``, ``"quick"`` or ``"tiny"``; part of the key of every result row.
-    max_epochs : int
-        Upper bound on training epochs of our estimators (early stopping decides).
+    max_epochs : int or None
+        Upper bound on training epochs of our estimators (early stopping decides);
+        None keeps the estimator's own default.
     sbi_max_epochs : int or None
         Upper bound for sbi's training (None: sbi's default, unbounded).
     n_c2st : int
@@ -132,7 +133,7 @@ class Settings:
     """
 
     name: str
-    max_epochs: int
+    max_epochs: int | None
     sbi_max_epochs: int | None
     n_c2st: int
     n_coverage: int
@@ -143,8 +144,8 @@ class Settings:
 
     def estimator(self, **kwargs):
         """An unfitted TMNREEstimator with these settings (``kwargs`` win)."""
-        return TMNREEstimator(marginals="1d+2d", max_epochs=self.max_epochs,
-                              **{**dict(self.params), **kwargs})
+        cap = {} if self.max_epochs is None else {"max_epochs": self.max_epochs}
+        return TMNREEstimator(marginals="1d+2d", **{**cap, **dict(self.params), **kwargs})
 
 
 class PeakMemory:
@@ -430,6 +431,7 @@ class Fitted:
     names: list
     n_sims: int
     train_seconds: float
+    train_cpu_seconds: float
     train_peak_mb: float
     epochs: int
     version: str
@@ -507,7 +509,7 @@ def fit_amortized(method, task, theta, X, seed, settings):
     if method not in AMORTIZED:
         raise ValueError(f"method must be one of {AMORTIZED}; got {method!r}.")
     with PeakMemory() as mem:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if method.startswith("tmnre"):
             model = settings.estimator(prior=task.prior, random_state=seed,
                                        **method_params(method, task)).fit(X, theta)
@@ -517,7 +519,7 @@ def fit_amortized(method, task, theta, X, seed, settings):
 
             model, net, epochs = _fit_sbi(method, task, theta, X, seed, settings)
             version = sbi.__version__
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     coverage = _no_coverage()
     # sbi's ratio networks are calibrated on a grid where the task has two parameters.
     graded = model if method.startswith("tmnre") else (
@@ -526,8 +528,8 @@ def fit_amortized(method, task, theta, X, seed, settings):
         test_theta, test_X = task.sample(settings.n_coverage,
                                          random_state=np.random.SeedSequence([seed, len(X), 1]))
         coverage = coverage_summary(graded, test_X, test_theta)
-    return Fitted(method, model, list(task.prior.names), len(X), seconds, mem.peak_mb, epochs,
-                  version, coverage)
+    return Fitted(method, model, list(task.prior.names), len(X), seconds, cpu_seconds,
+                  mem.peak_mb, epochs, version, coverage)
 
 
 def observation_result(fitted, task, observation, reference, seed, settings):
@@ -540,7 +542,8 @@ def observation_result(fitted, task, observation, reference, seed, settings):
         "c2st_1d": c1, "c2st_2d": c2, "n_2d": sum(len(m) == 2 for m in samples),
         **fitted.coverage,
         "n_sims_used": fitted.n_sims, "epochs": fitted.epochs, "rounds": 1,
-        "train_seconds": fitted.train_seconds, "posterior_seconds": seconds,
+        "train_seconds": fitted.train_seconds, "train_cpu_seconds": fitted.train_cpu_seconds,
+        "posterior_seconds": seconds,
         "seconds": fitted.train_seconds + seconds,
         "peak_mb": max(fitted.train_peak_mb, mem.peak_mb), "version": fitted.version,
     }
@@ -581,7 +584,7 @@ def truncated_result(task, observation, budget, reference, seed, settings,
                     n_sims=schedule, max_rounds=len(schedule), convergence_ratio=0.8,
                     store=os.path.join(tmp, "sims.zarr"), random_state=campaign)
         with PeakMemory() as mem:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             run.fit(x_o)
             estimator, n_used = run.estimator_, int(run.rounds_["n_simulated"].sum())
             epochs = sum(len(est.net_.history) for est in run.estimators_)
@@ -599,7 +602,7 @@ def truncated_result(task, observation, budget, reference, seed, settings,
                 epochs += len(estimator.net_.history)
             samples = grid_samples(estimator.posterior(x_o), list(task.prior.names),
                                    len(reference), seed, settings.max_2d)
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     c1, c2 = marginal_c2st_of(samples, reference, seed, settings.c2st_max_iter)
     n_2d = sum(len(m) == 2 for m in samples)
     coverage = _no_coverage()
@@ -611,6 +614,7 @@ def truncated_result(task, observation, budget, reference, seed, settings,
     return {
         "c2st_1d": c1, "c2st_2d": c2, "n_2d": n_2d, **coverage,
         "n_sims_used": n_used, "epochs": epochs, "rounds": len(run.rounds_) + (left > 0),
-        "train_seconds": seconds, "posterior_seconds": 0.0, "seconds": seconds,
+        "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "posterior_seconds": 0.0,
+        "seconds": seconds,
         "peak_mb": mem.peak_mb, "version": __version__,
     }

@@ -39,7 +39,7 @@ OURS_ACCURACY = ("tmnre_amortized", "tmnre_truncated", "tmnre_ensemble", "tmnre_
                  "tmnre_truncated_deepset")
 TASK_ORDER = ("two_moons", "slcp", "gaussian_mixture", "gaussian_linear_uniform",
               "gaussian_linear")
-SETTING_ORDER = ("full", "quick", "tiny")
+SETTING_ORDER = ("full", "tta", "quick", "tiny")
 METHOD_ORDER = ("tmnre_amortized", "tmnre_ensemble", "tmnre_deepset", "tmnre_balanced",
                 "tmnre_truncated", "tmnre_truncated_deepset", "sbi_nre_a", "sbi_nre_c",
                 "sbi_bnre")
@@ -288,6 +288,109 @@ def _figure(summary, figure):
     plt.close(fig)
 
 
+def _per_fit(rows):
+    """One row per fit (task, budget, method, seed, threads): training costs are per fit,
+    repeated on every observation's row."""
+    keys = ["task", "n_sims", "method", "seed", "threads"]
+    return rows.groupby(keys, sort=False).agg(
+        train_seconds=("train_seconds", "first"), train_cpu_seconds=("train_cpu_seconds", "first"),
+        epochs=("epochs", "first"), peak_mb=("peak_mb", "max"),
+        coverage_n_below=("coverage_n_below", "first"),
+        coverage_max_shortfall=("coverage_max_shortfall", "first")).reset_index()
+
+
+def _time_to_accuracy(acc, figure):
+    """The time-to-accuracy section: costs and accuracy of our defaults beside sbi's."""
+    tta = acc[acc["setting"] == "tta"].copy()
+    if tta.empty:
+        return []
+    if "train_cpu_seconds" not in tta:
+        tta["train_cpu_seconds"] = np.nan
+    fits = _per_fit(tta)
+    lines = [
+        "## Time to accuracy", "",
+        "Setting `tta` (`python benchmarks/run.py --tta`): every method with its own default "
+        "hyperparameters and no epoch cap, trained on the same simulations in one process "
+        "per cell block, with the torch/BLAS threads of column *threads*. CPU and wall "
+        "seconds are of training alone (means over seeds); epochs and peak memory growth "
+        "per fit; C2ST means ± sd over observations and seeds; calibration: the most "
+        "(marginal, level) pairs of the 1-d marginals below their Jeffreys 95 % interval in "
+        "any fit, and the largest shortfall (sbi's networks are graded on two-parameter tasks "
+        "only). *ours / NRE_C*: the ratio of mean training CPU seconds, from the same run.",
+        "",
+        f"![C2ST against training seconds]({os.path.relpath(figure, figure.parent.parent)})",
+        "",
+        "| task | sims | threads | method | train CPU s | wall s | epochs | peak MiB "
+        "| C2ST 1-d | C2ST 2-d | pairs below | largest shortfall | cells |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    task_rank = {t: i for i, t in enumerate(TASK_ORDER)}
+    groups = sorted(tta.groupby(["task", "n_sims", "threads"]),
+                    key=lambda kv: (task_rank.get(kv[0][0], 99), -kv[0][1], kv[0][2]))
+    for (task, budget, threads), g in groups:
+        f = fits[(fits["task"] == task) & (fits["n_sims"] == budget)
+                 & (fits["threads"] == threads)]
+        cpu = {}
+        for method, h in sorted(g.groupby("method"), key=lambda kv: order.get(kv[0], 99)):
+            fm = f[f["method"] == method]
+            cpu[method] = fm["train_cpu_seconds"].mean()
+            lines.append(
+                f"| {task} | {budget:,} | {threads} | {method} | "
+                f"{_fmt(cpu[method], 1)} | {_fmt(fm['train_seconds'].mean(), 1)} | "
+                f"{_fmt(fm['epochs'].mean(), 0)} | {_fmt(fm['peak_mb'].max(), 0)} | "
+                f"{_mean_sd(h['c2st_1d'])} | {_mean_sd(h['c2st_2d'])} | "
+                f"{_fmt(fm['coverage_n_below'].max(), 0)} | "
+                f"{_fmt(fm['coverage_max_shortfall'].max())} | {len(h)} |")
+        ours = cpu.get("tmnre_amortized")
+        ratios = [f"{ours / cpu[m]:.2f}× {m}" for m in ("sbi_nre_c", "sbi_nre_a")
+                  if ours is not None and m in cpu and cpu[m] > 0]
+        if ratios:
+            lines.append(f"| {task} | {budget:,} | {threads} | *ours / sbi (CPU s)* | "
+                         f"{', '.join(ratios)} | | | | | | | | |")
+    _tta_figure(tta, figure)
+    return lines + [""]
+
+
+def _tta_figure(tta, figure):
+    """C2ST (1-d top, 2-d bottom) against training CPU seconds, one point per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    task_rank = {t: i for i, t in enumerate(TASK_ORDER)}
+    tasks_ = sorted(tta["task"].unique(), key=lambda t: task_rank.get(t, 99))
+    fig, axes = plt.subplots(2, len(tasks_), figsize=(3.4 * len(tasks_), 6), squeeze=False)
+    colors = dict(zip(METHOD_ORDER, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    markers = {1_000: "s", 10_000: "o", 100_000: "^"}
+    for j, task in enumerate(tasks_):
+        g = tta[tta["task"] == task]
+        for i, dim in enumerate(("1d", "2d")):
+            ax = axes[i, j]
+            for (method, budget), h in g.groupby(["method", "n_sims"]):
+                ax.scatter(h["train_cpu_seconds"], h[f"c2st_{dim}"], s=18, alpha=0.8,
+                           color=colors.get(method), marker=markers.get(budget, "x"),
+                           label=f"{method}, {budget:,} sims")
+            ax.set_xscale("log")
+            ax.axhline(0.5, color="0.7", lw=0.8)
+            ax.set_title(task if i == 0 else "", fontsize=9)
+            ax.set_ylabel(f"{dim[0]}-d marginal C2ST" if j == 0 else "")
+            if i == 1:
+                ax.set_xlabel("training CPU seconds")
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+
+
 def _speed_section(speed):
     lines = ["## Speed", "",
              "Measured by `python benchmarks/bench_speed.py`; each ratio compares two timings "
@@ -455,6 +558,7 @@ def render(results, docs, figure):
                       ""]
             for task, g in part.groupby("task", sort=False):
                 lines += [f"#### {task}", "", *_task_table(g, task), ""]
+        lines += _time_to_accuracy(acc, figure.parent / "time_to_accuracy.png")
         shortfalls = _shortfalls(summary)
         if shortfalls:
             lines += ["## Against the targets", "",

@@ -34,6 +34,7 @@ import math
 import multiprocessing as mp
 import os
 import pathlib
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -286,6 +287,22 @@ def simulation_speed(record, n_calls, repeats):
         record(section, f"{label}: simulate n_jobs=2", t_par / n_calls * 1e3, "ms/call")
         record(section, f"{label}: speed-up", t_loop / t_par, "x",
                f"target >= 1.7; {n_calls} calls")
+    # A fresh process, as a user's script meets it: no pool started yet.
+    code = ("import time, numpy as np; from sklearn_tmnre import simulate; "
+            "theta = np.random.default_rng(0).random((2000, 2)); "
+            "f = lambda t, rng: t + rng.standard_normal(2); start = time.perf_counter(); "
+            "simulate(f, theta, n_jobs={jobs}, random_state=0); "
+            "print(time.perf_counter() - start)")
+    cold = {}
+    for jobs in (1, -1):
+        cold[jobs] = min(float(subprocess.run([sys.executable, "-c", code.format(jobs=jobs)],
+                                              capture_output=True, text=True,
+                                              check=True).stdout)
+                         for _ in range(repeats))
+        record(section, f"cold start, 2000 cheap draws: simulate n_jobs={jobs}", cold[jobs], "s",
+               "a fresh process; best of repeats")
+    record(section, "cold start: n_jobs=-1 / n_jobs=1", cold[-1] / cold[1], "x",
+           "target <= 1.1 (cheap simulations stay in the process)")
     t_loop, _ = best_time(lambda: serial_loop(trivial_simulator, theta), repeats)
     for jobs in (1, 2):
         t_sim, _ = best_time(lambda jobs=jobs: simulate(trivial_simulator, theta, n_jobs=jobs,

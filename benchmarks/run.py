@@ -61,12 +61,13 @@ from sklearn_tmnre import tasks  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
-KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "n_c2st", "params"]
+KEY = ["setting", "task", "observation", "n_sims", "method", "seed", "n_c2st", "params",
+       "threads"]
 COLUMNS = KEY + [
     "c2st_1d", "c2st_2d", "n_2d", "coverage_mae", "coverage_max_shortfall",
     "coverage_n_below", "n_coverage", "n_sims_used", "epochs", "rounds", "train_seconds",
-    "posterior_seconds", "seconds", "peak_mb", "version", "commit", "threads", "load",
-    "timestamp",
+    "train_cpu_seconds", "posterior_seconds", "seconds", "peak_mb", "version", "commit",
+    "load", "timestamp",
 ]
 
 PRESETS = {
@@ -78,6 +79,14 @@ PRESETS = {
     "quick": dict(tasks=["two_moons"], budgets=[1_000], observations=[1], seeds=[0],
                   settings=dict(max_epochs=100, sbi_max_epochs=100, n_c2st=2_000,
                                 n_coverage=1_000, truncated_rounds=3)),
+    # Time to accuracy: each method with its own defaults (no epoch cap), ours against
+    # sbi's on the same simulations, one thread per process (``--threads 2`` for the other).
+    "tta": dict(tasks=["two_moons", "slcp", "gaussian_mixture", "gaussian_linear_uniform",
+                       "gaussian_linear"],
+                budgets=[10_000, 1_000], observations=[1, 2, 3], seeds=[0, 1, 2],
+                methods=["tmnre_amortized", "sbi_nre_a", "sbi_nre_c"],
+                settings=dict(max_epochs=None, sbi_max_epochs=None, n_c2st=10_000,
+                              n_coverage=1_000, truncated_rounds=4)),
     "tiny": dict(tasks=["two_moons"], budgets=[300], observations=[1], seeds=[0],
                  settings=dict(max_epochs=2, sbi_max_epochs=2, n_c2st=500, n_coverage=200,
                                truncated_rounds=2, c2st_max_iter=100)),
@@ -88,6 +97,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a few minutes: one task, 10^3 sims")
+    p.add_argument("--tta", action="store_true",
+                   help="time to accuracy: our defaults against sbi's NRE_A and NRE_C")
     p.add_argument("--tiny", action="store_true",
                    help="CI setting (< 2 min): 300 sims, 2 epochs; writes to a temp dir")
     p.add_argument("--tasks", nargs="+", choices=tasks.TASKS)
@@ -100,7 +111,8 @@ def parse_args(argv=None):
     p.add_argument("--params", default="{}",
                    help="JSON of TMNREEstimator hyperparameters of our methods, e.g. "
                         "'{\"max_epochs\": 50, \"balance\": 10}'; part of each cell's key")
-    p.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch and BLAS threads per process (part of each cell's key)")
     p.add_argument("--out", type=pathlib.Path,
                    help="results directory (default benchmarks/results; --tiny: a temp dir)")
     p.add_argument("--docs", type=pathlib.Path,
@@ -111,7 +123,7 @@ def parse_args(argv=None):
 
 def configure(args):
     """Resolve the preset and overrides into (settings, grid, out, docs, figure)."""
-    name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    name = "tiny" if args.tiny else "quick" if args.quick else "tta" if args.tta else "full"
     preset = PRESETS[name]
     params = json.loads(args.params)
     if not isinstance(params, dict):
@@ -128,7 +140,7 @@ def configure(args):
         "budgets": args.budgets or preset["budgets"],
         "observations": args.observations or preset["observations"],
         "seeds": args.seeds if args.seeds is not None else preset["seeds"],
-        "methods": args.methods or default_methods,
+        "methods": args.methods or preset.get("methods") or default_methods,
     }
     if args.out is not None:
         out = args.out
@@ -180,12 +192,13 @@ def append_row(path, row):
     frame.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
-def _key(settings, task, observation, budget, method, seed):
+def _key(settings, task, observation, budget, method, seed, threads=1):
     return (settings.name, task, str(observation), str(budget), method, str(seed),
-            str(settings.n_c2st), json.dumps(dict(settings.params), sort_keys=True))
+            str(settings.n_c2st), json.dumps(dict(settings.params), sort_keys=True),
+            str(threads))
 
 
-def run_grid(settings, grid, out, threads=2, log=print):
+def run_grid(settings, grid, out, threads=1, log=print):
     """Run every missing cell of the grid; return the failures as (cell, message).
 
     Parameters
@@ -222,10 +235,9 @@ def run_grid(settings, grid, out, threads=2, log=print):
 
 
 def _row(settings, task, observation, budget, method, seed, result, context, load):
-    key = _key(settings, task.name, observation, budget, method, seed)
     threads, commit = context
-    return {**dict(zip(KEY, key)), **result, "commit": commit, "threads": threads,
-            "load": round(load, 2),
+    key = _key(settings, task.name, observation, budget, method, seed, threads)
+    return {**dict(zip(KEY, key)), **result, "commit": commit, "load": round(load, 2),
             "timestamp": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
@@ -243,7 +255,7 @@ def _run_block(task, budget, seed, methods, observations, settings, path, done, 
 
     def missing(method):
         return [o for o in observations
-                if _key(settings, task.name, o, budget, method, seed) not in done]
+                if _key(settings, task.name, o, budget, method, seed, context[0]) not in done]
 
     data = None
     for method in methods:

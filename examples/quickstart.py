@@ -17,12 +17,12 @@ Set ``SKLEARN_TMNRE_QUICK=1`` for a tiny run (CI does this).
 """
 
 import os
+import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import torch
 
 from sklearn_tmnre import TMNRE, TMNREEstimator, simulate, tasks
 from sklearn_tmnre.metrics import marginal_c2st
@@ -30,15 +30,17 @@ from sklearn_tmnre.plotting import corner
 
 QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
 N_SIMS = 1_000 if QUICK else 10_000
-MAX_EPOCHS = 5 if QUICK else 300
+# The estimator's defaults choose the epochs; the tiny setting caps them.
+CAP = {"max_epochs": 5} if QUICK else {}
+N_C2ST = 500 if QUICK else None
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)
-# One thread in the tiny setting: torch's thread pool spins badly on a shared machine.
-# The cores this process may use (a shared machine or container may grant fewer than
-# os.cpu_count() reports; more torch threads than cores slows training several-fold).
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-torch.set_num_threads(1 if QUICK else max(1, CORES or 1))
-N_C2ST = 500 if QUICK else None
+START = time.perf_counter()
+
+
+def elapsed():
+    return f"[{time.perf_counter() - START:.0f} s]"
+
 
 # %%
 # The problem: a prior, a simulator, an observation
@@ -54,10 +56,13 @@ print("observation x_o =", x_o)
 # -----------------------------------------------------------------------
 theta = prior.sample(N_SIMS, random_state=0)
 X = simulate(task.simulator, theta, n_jobs=-1, random_state=0)
-est = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=MAX_EPOCHS, random_state=0)
+print(f"{elapsed()} simulated {len(X)} draws; training (a line every few seconds):")
+# verbose=1: a progress line every few seconds. Torch threads follow the free cores
+# (n_threads=None); pass n_threads=1 on a machine shared with other jobs.
+est = TMNREEstimator(prior=prior, marginals="1d+2d", random_state=0, verbose=1, **CAP)
 est.fit(X, theta)
 posterior = est.posterior(x_o)
-print(f"\nMarginal posteriors (one amortized round, {N_SIMS} simulations):")
+print(f"\n{elapsed()} marginal posteriors (one amortized round, {N_SIMS} simulations):")
 print(posterior.summary().round(3).to_string())
 
 reference = task.reference_samples(1, 2_000 if QUICK else 10_000, random_state=0)
@@ -69,11 +74,11 @@ print(scores.round(3).to_string(index=False))
 # Truncated rounds: TMNRE focuses the simulations on the observation
 # -------------------------------------------------------------------
 run = TMNRE(task.simulator, prior,
-            estimator=TMNREEstimator(marginals="1d+2d", max_epochs=MAX_EPOCHS),
+            estimator=TMNREEstimator(marginals="1d+2d", verbose=1, **CAP),
             n_sims=[N_SIMS // 3] * 3, max_rounds=3, spend_budget=True, n_jobs=-1,
             random_state=0, verbose=1)
 run.fit(x_o)
-print("\nRounds:")
+print(f"\n{elapsed()} rounds:")
 print(run.rounds_[["round", "n_simulated", "n_reused", "mass", "val_loss", "seconds"]]
       .round(3).to_string(index=False))
 print("\nMarginal posteriors after truncation:")
@@ -88,4 +93,4 @@ print(scores_t.round(3).to_string(index=False))
 fig = corner([posterior, run.posterior_], reference=reference, truths=task.true_parameters(1),
              legend=["one round", "TMNRE (truncated)"])
 fig.savefig(OUT / "quickstart_corner.png", dpi=120, bbox_inches="tight")
-print(f"\nSaved {OUT / 'quickstart_corner.png'}")
+print(f"\n{elapsed()} saved {OUT / 'quickstart_corner.png'}")

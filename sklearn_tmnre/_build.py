@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
-from ._training import RatioLoss, RatioNet, ValidationSplit
+from ._training import EpochProgress, RatioLoss, RatioNet, ValidationSplit
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
 
-__all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net"]
+__all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net",
+           "resolve_hidden_features", "resolve_max_epochs"]
 
 
 def make_ratio_net(est, X, theta, seed):
@@ -46,14 +47,18 @@ def make_ratio_net(est, X, theta, seed):
     split = ValidationSplit(est.validation_fraction, seed)
     # Tiny data sets get no validation split; then the training loss is watched.
     monitor = "valid_loss" if split.n_valid(len(X)) else "train_loss"
+    n_train = len(X) - split.n_valid(len(X))
+    max_epochs = resolve_max_epochs(est.max_epochs, n_train, est.batch_size)
     callbacks = [
         ("early_stopping", EarlyStopping(monitor=monitor, patience=est.patience,
                                          load_best=True,
                                          sink=print if est.verbose else silent)),
-        ("lr_schedule", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
-                                    factor=0.2, patience=max(1, est.patience // 3))),
+        ("lr_schedule", lr_schedule(est, monitor, max_epochs * n_batches(n_train,
+                                                                         est.batch_size))),
     ]
-    if est.verbose > 1:
+    if est.verbose == 1:
+        callbacks.append(("progress", EpochProgress(max_epochs)))
+    elif est.verbose > 1:
         callbacks.append(("progress_bar", ProgressBar()))
     callbacks += list(est.callbacks or [])
     return RatioNet(
@@ -64,11 +69,12 @@ def make_ratio_net(est, X, theta, seed):
         optimizer__weight_decay=est.weight_decay,
         lr=est.lr,
         batch_size=est.batch_size,
-        max_epochs=est.max_epochs,
+        max_epochs=max_epochs,
         train_split=split,
         callbacks=callbacks,
         device=est.device,
-        verbose=max(0, int(est.verbose)),
+        # skorch's per-epoch table only at verbose >= 2; verbose=1 prints EpochProgress lines.
+        verbose=int(est.verbose > 1),
         iterator_seed=seed,
         n_negatives=est.n_negatives,
     )
@@ -144,8 +150,56 @@ def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_me
                                                **estimator._embedding_params())
         members.append(RatioNetwork(
             embedding, n_features, indices, x_mean, x_std, theta_mean, theta_std,
-            hidden_features=estimator.hidden_features, num_blocks=estimator.num_blocks,
+            hidden_features=resolve_hidden_features(estimator.hidden_features, len(indices)),
+            num_blocks=estimator.num_blocks,
             dropout=estimator.dropout, fourier_features=estimator.fourier_features,
             fourier_scale=estimator.fourier_scale))
     module = members[0] if len(members) == 1 else RatioEnsemble(members)
     return module, n_features
+
+
+def n_batches(n_train, batch_size):
+    """Training steps per epoch (as :class:`~sklearn_tmnre._training.RatioNet` batches)."""
+    return max(1, -(-n_train // batch_size))
+
+
+def resolve_max_epochs(max_epochs, n_train, batch_size):
+    """The epoch budget: ``max_epochs``, or for ``"auto"`` one derived from the data size."""
+    if max_epochs != "auto":
+        return int(max_epochs)
+    steps = AUTO_STEPS * (n_train / 10_000) ** 0.5
+    return int(np.clip(round(steps / n_batches(n_train, batch_size)), 10, 300))
+
+
+#: Training steps of ``max_epochs="auto"`` at 10^4 training pairs (more for more data).
+AUTO_STEPS = 3_000
+
+
+def lr_schedule(est, monitor, total_steps):
+    """The learning-rate schedule callback of ``est.lr_schedule``.
+
+    ``"cosine"``: a one-cycle schedule over the whole epoch budget, stepped every
+    batch: a linear warm-up from ``lr / 10`` over the first 5 % of the steps, then
+    a cosine decay to ``lr / 1000``. ``"plateau"``: the learning rate is divided
+    by 5 after ``patience // 3`` epochs without improvement of ``monitor``.
+    """
+    if est.lr_schedule == "plateau":
+        return LRScheduler(policy="ReduceLROnPlateau", monitor=monitor, factor=0.2,
+                           patience=max(1, est.patience // 3))
+    return LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, step_every="batch",
+                       max_lr=est.lr, total_steps=total_steps + 1, pct_start=0.05,
+                       anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
+                       cycle_momentum=False)
+
+
+def resolve_hidden_features(hidden_features, n_marginals):
+    """Width of each head: ``hidden_features``, or for ``"auto"`` one set by the marginals.
+
+    The heads' cost grows as ``n_marginals * width**2``; ``"auto"`` keeps it
+    about that of three 64-unit heads (two parameters, ``"1d+2d"``):
+    ``64 * sqrt(3 / n_marginals)``, rounded to a multiple of 8, between 16 and 64.
+    """
+    if hidden_features != "auto":
+        return int(hidden_features)
+    width = 64 * (3 / max(1, n_marginals)) ** 0.5
+    return int(np.clip(8 * round(width / 8), 16, 64))

@@ -37,8 +37,17 @@ def check_hyperparameters(est):
         if not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
 
-    for name in ("embedding_dim", "hidden_features", "max_epochs", "patience"):
+    for name in ("embedding_dim", "patience"):
         positive_int(name)
+    for name in ("hidden_features", "max_epochs"):
+        value = getattr(est, name)
+        if not (isinstance(value, str) and value == "auto") and not (
+                isinstance(value, numbers.Integral) and value >= 1):
+            raise ValueError(f"{name} must be 'auto' or an integer >= 1; got {value!r}.")
+    if est.lr_schedule not in ("cosine", "plateau"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'plateau'; got {est.lr_schedule!r}.")
+    if est.n_threads is not None:
+        positive_int("n_threads")
     positive_int("num_blocks", 0)
     positive_int("n_negatives", 1)
     positive_int("n_ensemble", 1)

@@ -129,8 +129,8 @@ def _group_logits(estimator, X, k, shape, theta_of):
     net, device = estimator.net_.module_, estimator.net_.device
     P, M = shape
     values = np.empty((len(X), P, M), dtype=np.float32)
-    b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * estimator.hidden_features)))
-    p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * estimator.hidden_features)))
+    b_chunk = max(1, min(len(X), _CHUNK_ELEMENTS // (P * M * net.activation_width)))
+    p_chunk = max(1, min(P, _CHUNK_ELEMENTS // (b_chunk * M * net.activation_width)))
     for i in range(0, len(X), b_chunk):
         s = estimator._embed(X[i:i + b_chunk])
         s_part = net.embed_part(s, k)

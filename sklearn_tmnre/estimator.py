@@ -33,6 +33,7 @@ from ._checks import (
     validate_theta,
 )
 from ._grids import grid_logits, grid_masses, zoomed_grid_masses
+from ._threads import torch_threads
 from ._training import PairData
 from .posterior import MarginalPosterior
 from .prior import Prior
@@ -58,55 +59,57 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         :func:`sklearn_tmnre.networks.make_embedding`).
     embedding_dim : int, default=32
         Width of the embedding's output (not used by ``"identity"``).
-    hidden_features : int, default=128
-        Width of each marginal head.
-    num_blocks : int, default=3
-        Residual blocks per head. Wide, deep heads sharpen 2-d marginals: on
-        two moons at 10^4 simulations (one negative), 128 x 3 gave a 2-d C2ST
-        of 0.69 where 64 x 2 gave 0.74 (``benchmarks/bench_estimator.py``).
-        With many marginals the heads dominate the cost, and narrow ones may
-        lose nothing: on the 10-parameter gaussian_linear task at 10^4
-        simulations (55 marginals, ``benchmarks/run.py``, seed 0), 64 x 2 gave
-        the same mean C2ST as 128 x 3 (0.533 / 0.555 against 0.534 / 0.555),
-        training in 1,160 s instead of 3,221 s (one thread each, on a shared
-        machine, so the ratio is rough).
+    hidden_features : int or "auto", default="auto"
+        Width of each marginal head. ``"auto"`` scales it with the number of
+        marginals M so that the heads cost about the same whatever M:
+        ``64 * sqrt(3 / M)`` rounded to a multiple of 8, between 16 and 64 (64
+        for the three marginals of two parameters, 32 for the 15 of five, 16
+        for 55 or more). Wider heads sharpen curved 2-d posteriors, at a cost
+        that grows as ``M * hidden_features**2``.
+    num_blocks : int, default=2
+        Residual blocks per head.
     dropout : float, default=0.0
         Dropout inside the heads.
     balance : float, default=0.0
         Weight of the balancing penalty (balanced NRE); larger is more
         conservative.
-    lr : float, default=1e-3
-        AdamW learning rate.
+    lr : float, default=3e-3
+        Peak AdamW learning rate (see ``lr_schedule``).
     weight_decay : float, default=0.0
         AdamW weight decay.
     batch_size : int, default=256
-        Pairs per training step.
-    max_epochs : int, default=200
-        Upper bound on training epochs.
-    patience : int, default=60
-        Early-stopping patience (epochs without validation improvement); the
-        learning rate is divided by 5 after ``patience // 3`` such epochs.
-        The best weights are restored at the end. Patience pays: the
-        validation loss is dominated by the noisy 1-d terms, and an impatient
-        schedule lowers the learning rate before the sharper 2-d heads have
-        converged. On two moons at 10^4 simulations (``benchmarks/run.py``,
-        seed 0, observations 1-3) patience 20 gave 2-d C2STs of 0.67 / 0.66 /
-        0.69 after 76 epochs and patience 60 gave 0.57 / 0.60 / 0.59 after 200
-        (the ``max_epochs`` cap), with better calibration too. It is not
-        free everywhere: on slcp with ``embedding="deepset"`` at 10^4
-        simulations (seeds 0-2) patience 20 gave a slightly *sharper* fit,
-        mean C2STs 0.585 / 0.658 against 0.590 / 0.669, but an overconfident
-        one: 17-29 (marginal, level) coverage pairs below their binomial
-        interval against 2-11. Lower it for speed on easy problems, and check
-        coverage when you do.
+        Joint pairs per training step.
+    max_epochs : int or "auto", default="auto"
+        The epoch budget, over which the ``"cosine"`` schedule runs. ``"auto"``
+        derives it from the data: about 3,000 training steps at 10^4 training
+        pairs, growing as the square root of their number, between 10 and 300
+        epochs (79 epochs for 10^4 simulations with the default batches and
+        validation split, 225 for 10^3, 26 for 10^5). What counts for accuracy
+        is the number of steps: more data need fewer passes over them.
+    patience : int, default=20
+        Early stopping: training ends after ``patience`` epochs without a
+        better validation loss, and the best weights are restored at the end.
+        With ``lr_schedule="plateau"`` the learning rate is also divided by 5
+        after ``patience // 3`` such epochs.
+    lr_schedule : {"cosine", "plateau"}, default="cosine"
+        ``"cosine"``: a one-cycle schedule over the epoch budget, stepped every
+        batch (a warm-up from ``lr / 10`` over the first 5 % of the steps, then
+        a cosine decay to ``lr / 1000``). ``"plateau"``: constant ``lr``, divided
+        by 5 whenever the validation loss stalls (the schedule before 0.2).
+        See *Cost* in ``docs/benchmarks.md`` for the time-to-accuracy
+        comparison that chose the defaults.
+    n_threads : int or None, default=None
+        Torch threads used by ``fit`` and by posterior evaluation. None takes
+        the cores that are free when the call starts (the cores this process
+        may use less the one-minute load average, at least one): more threads
+        than free cores slows training many-fold on a shared machine. Set it
+        (``n_threads=1``) for reproducible timings or inside parallel jobs.
     validation_fraction : float, default=0.1
         Held-out fraction for early stopping (0 disables validation).
-    n_negatives : int, default=4
+    n_negatives : int, default=2
         Marginal (shuffled) pairs per joint pair in each step, each from a
         fresh derangement of the batch; more negatives lower the gradient
-        noise at little cost (the embedding is shared). With the default
-        heads, 4 negatives took the two-moons 2-d C2ST at 10^4 simulations
-        from 0.69 to 0.54.
+        noise, at a cost that grows as ``1 + n_negatives``.
     n_ensemble : int, default=1
         Networks trained side by side (each with its own embedding and heads,
         differing in their initial weights); the logit is their mean. Costs
@@ -169,17 +172,19 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         marginals="1d",
         embedding="mlp",
         embedding_dim=32,
-        hidden_features=128,
-        num_blocks=3,
+        hidden_features="auto",
+        num_blocks=2,
         dropout=0.0,
         balance=0.0,
-        lr=1e-3,
+        lr=3e-3,
         weight_decay=0.0,
         batch_size=256,
-        max_epochs=200,
-        patience=60,
+        max_epochs="auto",
+        patience=20,
+        lr_schedule="cosine",
+        n_threads=None,
         validation_fraction=0.1,
-        n_negatives=4,
+        n_negatives=2,
         n_ensemble=1,
         fourier_features=0,
         fourier_scale=1.0,
@@ -204,6 +209,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.n_threads = n_threads
         self.validation_fraction = validation_fraction
         self.n_negatives = n_negatives
         self.n_ensemble = n_ensemble
@@ -303,7 +310,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch_threads(self.n_threads):
             torch.manual_seed(seed)
             self.net_ = make_ratio_net(self, X, theta, seed)
             self.net_.fit(PairData(float_tensor(X), float_tensor(theta)), None)
@@ -362,11 +369,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
     def _grid_logits(self, X, dims=(1, 2)):
         """Logits on the grids; see :func:`sklearn_tmnre._grids.grid_logits`."""
-        return grid_logits(self, X, dims=dims)
+        with torch_threads(self.n_threads):
+            return grid_logits(self, X, dims=dims)
 
     def _grid_masses(self, X, dims=(1, 2)):
         """Normalized cell masses on the grids; see :func:`sklearn_tmnre._grids.grid_masses`."""
-        return grid_masses(self, X, dims=dims)
+        with torch_threads(self.n_threads):
+            return grid_masses(self, X, dims=dims)
 
     def posterior(self, X, zoom=True):
         """Marginal posteriors of one observation, or a list of them for several.
@@ -393,11 +402,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         single = (arr.shape == getattr(self, "event_shape_", None)
                   or (arr.ndim > 0 and len(arr) == 1))
         X = self._observations(X, allow_single=True)
-        if zoom:
-            axes, masses = zoomed_grid_masses(self, X)
-        else:
-            shared, masses = self._grid_masses(X)
-            axes = [shared] * len(X)
+        with torch_threads(self.n_threads):
+            if zoom:
+                axes, masses = zoomed_grid_masses(self, X)
+            else:
+                shared, masses = self._grid_masses(X)
+                axes = [shared] * len(X)
         posts = [MarginalPosterior(self._grid_marginals(), axes[i],
                                    {m: v[i] for m, v in masses.items()}, estimator=self, x=X[i])
                  for i in range(len(X))]

@@ -485,6 +485,11 @@ class RatioNetwork(nn.Module):
     #: Networks whose logits are averaged (see :class:`RatioEnsemble`).
     n_members = 1
 
+    @property
+    def activation_width(self):
+        """Hidden activations per (candidate, marginal): the heads' width (for chunking)."""
+        return self.heads[0].w_s.shape[-1]
+
     def embed(self, x):
         """Standardize and embed data: (n, *event_shape) -> (n, E)."""
         return self.embedding((x - self.x_mean) / self.x_std)
@@ -559,6 +564,11 @@ class RatioEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.dims = members[0].dims
         self.n_members = len(members)
+
+    @property
+    def activation_width(self):
+        """Hidden activations per (candidate, marginal), all members together."""
+        return sum(m.activation_width for m in self.members)
 
     def _split(self, s):
         return s.chunk(self.n_members, dim=-1)

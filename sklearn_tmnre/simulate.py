@@ -18,6 +18,7 @@ import math
 import numbers
 import signal
 import threading
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -167,6 +168,45 @@ def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout
         except Exception as exc:  # noqa: BLE001 - every failure is reported per row
             results.append((None, _describe(exc)))
     return results
+
+
+#: Serial seconds below which simulating in this process beats starting workers (the
+#: start-up of a joblib/loky pool, measured at several seconds on 2 cores).
+_PARALLEL_MIN_SECONDS = 10.0
+#: How long :func:`_probe` simulates leading rows in this process before deciding.
+_PROBE_SECONDS = 0.25
+
+
+def _local_backend():
+    """Whether joblib's active backend runs on this machine (loky, processes, threads)."""
+    from joblib import _parallel_backends as backends
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    return isinstance(backend, (backends.LokyBackend, backends.MultiprocessingBackend,
+                                backends.ThreadingBackend, backends.SequentialBackend))
+
+
+def _probe(run, theta, ids):
+    """Simulate leading rows in this process for about ``_PROBE_SECONDS``.
+
+    Rows run in doubling chunks (1, 2, 4, ...), so a cheap simulator is timed on
+    many rows and an expensive one costs at most one row here. Each row's output
+    depends only on its id, so the rows done here are the ones a worker would give.
+
+    Returns
+    -------
+    outputs : list of (output or None, error or None)
+    seconds_per_row : float
+    """
+    outputs, chunk = [], 1
+    start = time.perf_counter()
+    while len(outputs) < len(theta) and (
+            not outputs or time.perf_counter() - start < _PROBE_SECONDS):
+        s = len(outputs)
+        outputs += run(theta[s : s + chunk], ids[s : s + chunk])
+        chunk *= 2
+    return outputs, (time.perf_counter() - start) / len(outputs)
 
 
 def _validate_theta(theta):
@@ -319,18 +359,28 @@ def simulate(
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(
             f"simulate: batch_size must be a positive integer; got {batch_size!r}.")
-    starts = range(0, n, int(batch_size))
-    tasks = (
-        delayed(_run_batch)(simulator, theta_arr[s : s + batch_size], ids[s : s + batch_size],
-                            entropy, pass_rng, vectorized, timeout)
-        for s in starts
-    )
-    stream = parallel(tasks)
+    run = partial(_run_batch, simulator, entropy=entropy, pass_rng=pass_rng,
+                  vectorized=vectorized, timeout=timeout)
+    done = []
+    if n_workers > 1 and not vectorized and _local_backend():
+        # Local workers cost seconds to start (more when they import torch): measure a few
+        # rows here first, and finish here too when the whole job is cheaper than that.
+        # A cluster backend (dask, ray) the user configured is always used.
+        done, seconds_per_row = _probe(run, theta_arr, ids)
+        if seconds_per_row * (n - len(done)) < _PARALLEL_MIN_SECONDS:
+            parallel = None
+    starts = range(len(done), n, int(batch_size))
+    batches = ((theta_arr[s : s + batch_size], ids[s : s + batch_size]) for s in starts)
+    if parallel is None:
+        stream = (run(th, rid) for th, rid in batches)
+    else:
+        stream = parallel(delayed(_run_batch)(simulator, th, rid, entropy, pass_rng, vectorized,
+                                              timeout) for th, rid in batches)
     if progress:
         from tqdm.auto import tqdm
 
         stream = tqdm(stream, total=len(starts), desc="simulate", unit="batch")
-    outputs = [pair for batch in stream for pair in batch]
+    outputs = done + [pair for batch in stream for pair in batch]
     result = _assemble(outputs, n)
     if return_result:
         return result

@@ -70,7 +70,7 @@ def _log_ratio_1d(estimator, x_o, values):
     s = net.embed(torch.as_tensor(x_o[None], dtype=torch.float32, device=device))
     s_part = net.embed_part(s, 1)
     n_points, n_marginals = values.shape
-    chunk = max(1, _CHUNK_ELEMENTS // (n_marginals * estimator.hidden_features))
+    chunk = max(1, _CHUNK_ELEMENTS // (n_marginals * net.activation_width))
     out = np.empty((n_points, n_marginals), dtype=np.float64)
     for start in range(0, n_points, chunk):
         t = torch.as_tensor(values[None, start:start + chunk, :, None], dtype=torch.float32,

@@ -27,6 +27,11 @@ def test_marginal_label_joins_names():
     ("balance", -1, "balance must be a number >= 0"),
     ("n_ensemble", 0, "n_ensemble must be an integer >= 1"),
     ("prior", "uniform", "prior must be a sklearn_tmnre.Prior"),
+    ("max_epochs", "many", "max_epochs must be 'auto' or an integer >= 1"),
+    ("max_epochs", 0, "max_epochs must be 'auto' or an integer >= 1"),
+    ("hidden_features", 2.5, "hidden_features must be 'auto' or an integer >= 1"),
+    ("lr_schedule", "step", "lr_schedule must be 'cosine' or 'plateau'"),
+    ("n_threads", 0, "n_threads must be an integer >= 1"),
 ])
 def test_check_hyperparameters_names_the_bad_one(param, value, match):
     est = TMNREEstimator(**{param: value})

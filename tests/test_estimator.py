@@ -271,3 +271,52 @@ def test_read_only_and_memory_mapped_inputs_fit_without_warnings(problem, tmp_pa
     ref = TMNREEstimator(prior=prior, **{**TINY, "max_epochs": 1}).fit(np.array(X_mmap),
                                                                        theta[:300])
     np.testing.assert_array_equal(est.predict(X_mmap[:5]), ref.predict(X[:5].astype(np.float32)))
+
+
+def test_auto_epochs_follow_the_data_size():
+    from sklearn_tmnre._build import resolve_max_epochs
+
+    # About 3,000 steps at 10^4 training pairs, growing as the square root of their number.
+    assert resolve_max_epochs("auto", 9_000, 256) == 79
+    assert resolve_max_epochs("auto", 900, 256) == 225
+    assert resolve_max_epochs("auto", 90_000, 256) == 26
+    assert resolve_max_epochs("auto", 10**7, 256) == 10  # never below 10 ...
+    assert resolve_max_epochs("auto", 200, 256) == 300  # ... nor above 300
+    assert resolve_max_epochs(7, 9_000, 256) == 7
+
+
+def test_auto_head_width_follows_the_marginals():
+    from sklearn_tmnre._build import resolve_hidden_features
+
+    widths = [resolve_hidden_features("auto", m) for m in (1, 3, 6, 15, 55, 10_000)]
+    assert widths == [64, 64, 48, 32, 16, 16]
+    assert resolve_hidden_features(100, 55) == 100
+    prior = Prior({f"t{i}": stats.uniform(0, 1) for i in range(10)})
+    theta = prior.sample(64, random_state=0)
+    est = TMNREEstimator(prior=prior, marginals="1d+2d", max_epochs=1, embedding_dim=4,
+                         random_state=0).fit(theta.to_numpy(), theta)
+    assert est.net_.module_.activation_width == 16  # 55 marginals
+
+
+def test_cosine_schedule_warms_up_then_anneals(problem):
+    prior, X, theta = problem
+    est = TMNREEstimator(prior=prior, max_epochs=40, patience=40, hidden_features=8,
+                         embedding_dim=4, lr=1e-2, random_state=0).fit(X[:600], theta[:600])
+    lrs = [b["event_lr"] for epoch in est.net_.history for b in epoch["batches"]
+           if "event_lr" in b]
+    assert len(lrs) == 40 * 3  # stepped every batch (540 training pairs, batches of 256)
+    assert lrs[0] < 2e-3  # warming up from lr / 10
+    assert max(lrs) == pytest.approx(1e-2, rel=0.05)
+    assert lrs[-1] < 2e-4  # annealed towards lr / 1000
+    plateau = TMNREEstimator(prior=prior, max_epochs=3, hidden_features=8, embedding_dim=4,
+                             lr_schedule="plateau", random_state=0).fit(X[:600], theta[:600])
+    assert len(plateau.net_.history) == 3
+
+
+def test_verbose_one_prints_progress_lines(problem, capsys):
+    prior, X, theta = problem
+    TMNREEstimator(prior=prior, max_epochs=2, hidden_features=8, embedding_dim=4, verbose=1,
+                   random_state=0).fit(X[:300], theta[:300])
+    out = capsys.readouterr().out
+    assert "trained: epoch 2/2" in out and "valid loss" in out
+    assert "dur" not in out  # not skorch's per-epoch table (verbose=2)

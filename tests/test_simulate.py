@@ -1,3 +1,5 @@
+import importlib
+import os
 import time
 import warnings
 
@@ -7,6 +9,8 @@ import pandas as pd
 import pytest
 
 from sklearn_tmnre import SimulationError, SimulationWarning, simulate
+
+simulate_module = importlib.import_module("sklearn_tmnre.simulate")
 
 
 def noisy(theta, rng):
@@ -48,8 +52,45 @@ def test_shapes_and_rng_optional(theta):
     np.testing.assert_array_equal(simulate(deterministic, df), X)
 
 
+@pytest.fixture
+def always_parallel(monkeypatch):
+    """Send even cheap simulations to the workers (the parallel path under test)."""
+    monkeypatch.setattr(simulate_module, "_PARALLEL_MIN_SECONDS", 0.0)
+
+
+def pid(theta):
+    return np.array([float(os.getpid())])
+
+
+def slow_pid(theta):
+    time.sleep(0.02)
+    return pid(theta)
+
+
+def test_cheap_simulations_stay_in_the_process():
+    """Starting workers costs seconds: a job cheaper than that runs here, probe included."""
+    X = simulate(pid, np.zeros((500, 1)), n_jobs=2)
+    assert set(X[:, 0]) == {os.getpid()}
+
+
+def test_expensive_simulations_go_to_workers(monkeypatch):
+    monkeypatch.setattr(simulate_module, "_PARALLEL_MIN_SECONDS", 0.1)
+    monkeypatch.setattr(simulate_module, "_PROBE_SECONDS", 0.0)  # one probed row
+    X = simulate(slow_pid, np.zeros((40, 1)), n_jobs=2)
+    # The probed row ran here (0.02 s x 39 rows left > 0.1 s), the rest in workers.
+    assert X[0, 0] == os.getpid()
+    assert (X[1:, 0] != os.getpid()).all()
+
+
+def test_probe_then_workers_is_bit_identical(theta, monkeypatch):
+    ref = simulate(noisy, theta, random_state=5)
+    monkeypatch.setattr(simulate_module, "_PROBE_SECONDS", 0.0)  # one probed row
+    monkeypatch.setattr(simulate_module, "_PARALLEL_MIN_SECONDS", 0.0)
+    np.testing.assert_array_equal(simulate(noisy, theta, random_state=5, n_jobs=2), ref)
+
+
 @pytest.mark.parametrize("n_jobs, batch_size", [(None, None), (2, 1), (2, 7), (1, 40)])
-def test_bit_identical_for_any_n_jobs_and_batch_size(theta, n_jobs, batch_size):
+def test_bit_identical_for_any_n_jobs_and_batch_size(theta, n_jobs, batch_size, always_parallel):
     ref = simulate(noisy, theta, random_state=42)
     X = simulate(noisy, theta, random_state=42, n_jobs=n_jobs, batch_size=batch_size)
     np.testing.assert_array_equal(X, ref)
@@ -151,7 +192,7 @@ def test_progress_bar(theta, capsys):
 
 
 @pytest.mark.dask
-def test_dask_local_cluster_bit_identical(theta):
+def test_dask_local_cluster_bit_identical(theta, always_parallel):
     distributed = pytest.importorskip("distributed")
     ref = simulate(noisy, theta, random_state=7)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
