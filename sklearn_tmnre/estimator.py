@@ -73,7 +73,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     balance : float, default=0.0
         Weight of the balancing penalty (balanced NRE); larger is more
         conservative.
-    lr : float, default=3e-3
+    lr : float, default=5e-3
         Peak AdamW learning rate (see ``lr_schedule``).
     weight_decay : float, default=0.0
         AdamW weight decay.
@@ -176,7 +176,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         num_blocks=2,
         dropout=0.0,
         balance=0.0,
-        lr=3e-3,
+        lr=5e-3,
         weight_decay=0.0,
         batch_size=256,
         max_epochs="auto",
