@@ -143,9 +143,14 @@ class Settings:
     params: tuple = ()
 
     def estimator(self, **kwargs):
-        """An unfitted TMNREEstimator with these settings (``kwargs`` win)."""
+        """An unfitted TMNREEstimator with these settings (``kwargs`` win).
+
+        It trains on the harness's torch threads (``torch.get_num_threads()``, set by
+        ``--threads``), as sbi's methods do, not on the free cores it would choose alone.
+        """
         cap = {} if self.max_epochs is None else {"max_epochs": self.max_epochs}
-        return TMNREEstimator(marginals="1d+2d", **{**cap, **dict(self.params), **kwargs})
+        return TMNREEstimator(marginals="1d+2d", n_threads=torch.get_num_threads(),
+                              **{**cap, **dict(self.params), **kwargs})
 
 
 class PeakMemory:
