@@ -337,6 +337,37 @@ _SCALE_ARCH = dict(hidden_features=32, num_blocks=1, batch_size=256, n_negatives
 _SCALE_NOTE = "heads of 32 hidden units, 1 block; batch 256, 1 negative; 32 data"
 
 
+#: The heads and training of version 0.1's defaults, for the per-epoch comparison of (g).
+_DEFAULTS_0_1 = dict(hidden_features=128, num_blocks=3, n_negatives=4, batch_size=256)
+
+
+def _defaults_case(n_params, n, arch, n_threads):
+    """Fastest of two epochs of a 1-d-marginal fit with the package defaults (``arch`` None)
+    or with ``arch`` (in a fresh process); returns (s/epoch, peak RSS MiB, parameters)."""
+    torch.set_num_threads(n_threads)
+    prior, theta, X = _linear_problem(n_params, n)
+    kwargs = dict(arch or {}, validation_fraction=0.0, n_threads=n_threads, random_state=0)
+    TMNREEstimator(prior=prior, max_epochs=1, **kwargs).fit(X[:64], theta.iloc[:64])
+    est = TMNREEstimator(prior=prior, max_epochs=2, patience=3, **kwargs).fit(X, theta)
+    return epoch_seconds(est), _peak_rss_mb(), n_parameters(est.net_.module_)
+
+
+def defaults_at_scale(record, marginal_counts, n_train, n_threads):
+    """(g): per-epoch cost of many 1-d marginals, today's defaults against 0.1's."""
+    section = "(g) scale: default heads, many 1-d marginals"
+    for count in marginal_counts:
+        new, peak, params = _in_fresh_process(_defaults_case, count, n_train, None, n_threads)
+        record(section, f"{count} marginals, defaults", new, "s/epoch",
+               f"{n_train} pairs; {params} parameters; peak RSS {peak:.0f} MiB")
+        if count <= 1_000:  # 0.1's heads need ~10 GB of weights and optimizer state at 10^4
+            old, peak, params = _in_fresh_process(_defaults_case, count, n_train,
+                                                  _DEFAULTS_0_1, n_threads)
+            record(section, f"{count} marginals, 0.1 defaults", old, "s/epoch",
+                   f"{n_train} pairs; {params} parameters; peak RSS {peak:.0f} MiB")
+            record(section, f"{count} marginals: 0.1 / today per epoch", old / new, "x",
+                   "target >= 5")
+
+
 def _scale_case(n_params, n, epochs, n_threads):
     """Fit in a fresh process: (fastest epoch in s, RSS growth in MiB, peak RSS, parameters).
 
@@ -403,7 +434,8 @@ def threads(record, task, theta, X, epochs):
         torch.set_num_threads(n_threads)
         with threadpool_limits(n_threads):
             est = TMNREEstimator(prior=task.prior, marginals="1d+2d", max_epochs=epochs,
-                                 patience=epochs + 1, validation_fraction=0.0, random_state=0)
+                                 patience=epochs + 1, validation_fraction=0.0,
+                                 n_threads=n_threads, random_state=0)
             est.fit(X, theta)
             record(section, f"{n_threads} thread(s)", epoch_seconds(est),
                    "s/epoch", f"fastest epoch; 1-minute load average {os.getloadavg()[0]:.1f} on "
@@ -417,7 +449,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, help="timings per measurement (best kept)")
     p.add_argument("--max-marginals", type=int, default=10_000,
                    help="largest marginal count of the scale test")
-    p.add_argument("--sections", nargs="+", default=list("abcdef"), choices=list("abcdef"))
+    p.add_argument("--sections", nargs="+", default=list("abcdefg"), choices=list("abcdefg"))
     p.add_argument("--out", type=pathlib.Path, default=RESULTS)
     p.add_argument("--docs", type=pathlib.Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--no-render", action="store_true")
@@ -448,10 +480,20 @@ def main(argv=None):
             counts = [c for c in (10, 100, 1_000, 10_000) if c <= args.max_marginals]
             sims = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
             scale(record, counts, sims, 1_024 if args.quick else 2_048, args.threads)
+        if "g" in args.sections:
+            counts = [c for c in (1_000, 10_000) if c <= args.max_marginals]
+            defaults_at_scale(record, counts, 1_024 if args.quick else 2_048, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     frame = record.frame()
     frame["threads"] = args.threads
-    frame.to_csv(args.out / "speed.csv", index=False)
+    path = args.out / "speed.csv"
+    if path.exists():
+        # Keep the rows of the sections not run this time.
+        old = pd.read_csv(path)
+        rerun = tuple(f"({letter})" for letter in args.sections)
+        frame = pd.concat([old[~old["section"].str.startswith(rerun)], frame],
+                          ignore_index=True)
+    frame.to_csv(path, index=False)
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(frame.to_string(index=False))
     if not args.no_render:
