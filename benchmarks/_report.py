@@ -316,7 +316,11 @@ def _time_to_accuracy(acc, figure):
         "per fit; C2ST means ± sd over observations and seeds; calibration: the most "
         "(marginal, level) pairs of the 1-d marginals below their Jeffreys 95 % interval in "
         "any fit, and the largest shortfall (sbi's networks are graded on two-parameter tasks "
-        "only). *ours / NRE_C*: the ratio of mean training CPU seconds, from the same run.",
+        "only). *ours / sbi*: the ratio of mean training CPU seconds, from the same run. "
+        "*0.1 defaults*: the committed rows of the `full` setting (version 0.1's defaults: "
+        "128 x 3 heads, 4 negatives, plateau schedule with patience 60, at most 200 epochs) "
+        "on the same simulations, for accuracy; their wall seconds come from earlier, more "
+        "crowded runs (up to five processes on two cores), so compare times within a run.",
         "",
         f"![C2ST against training seconds]({os.path.relpath(figure, figure.parent.parent)})",
         "",
@@ -342,6 +346,18 @@ def _time_to_accuracy(acc, figure):
                 f"{_mean_sd(h['c2st_1d'])} | {_mean_sd(h['c2st_2d'])} | "
                 f"{_fmt(fm['coverage_n_below'].max(), 0)} | "
                 f"{_fmt(fm['coverage_max_shortfall'].max())} | {len(h)} |")
+        before = acc[(acc["setting"] == "full") & (acc["params"] == "{}")
+                     & (acc["method"] == "tmnre_amortized") & (acc["task"] == task)
+                     & (acc["n_sims"] == budget)]
+        if len(before):
+            fb = _per_fit(before)
+            lines.append(
+                f"| {task} | {budget:,} | {threads} | *0.1 defaults (setting `full`, earlier "
+                f"runs)* | | {_fmt(fb['train_seconds'].mean(), 1)} | "
+                f"{_fmt(fb['epochs'].mean(), 0)} | {_fmt(fb['peak_mb'].max(), 0)} | "
+                f"{_mean_sd(before['c2st_1d'])} | {_mean_sd(before['c2st_2d'])} | "
+                f"{_fmt(fb['coverage_n_below'].max(), 0)} | "
+                f"{_fmt(fb['coverage_max_shortfall'].max())} | {len(before)} |")
         ours = cpu.get("tmnre_amortized")
         ratios = [f"{ours / cpu[m]:.2f}× {m}" for m in ("sbi_nre_c", "sbi_nre_a")
                   if ours is not None and m in cpu and cpu[m] > 0]
