@@ -17,6 +17,12 @@ from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
 __all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net",
            "resolve_hidden_features", "resolve_max_epochs"]
 
+#: Training steps of ``max_epochs="auto"`` at 10^4 training pairs (more for more data).
+#: Chosen on the time-to-accuracy benchmark: two moons needs about this many steps for
+#: its sharp 2-d posterior, and more steps overfit the ten-parameter Gaussian tasks
+#: (early stopping then restores an early epoch).
+AUTO_STEPS = 3_000
+
 
 def make_ratio_net(est, X, theta, seed):
     """The skorch :class:`~sklearn_tmnre._training.RatioNet` that fits ``est``'s network.
@@ -169,10 +175,6 @@ def resolve_max_epochs(max_epochs, n_train, batch_size):
         return int(max_epochs)
     steps = AUTO_STEPS * (n_train / 10_000) ** 0.5
     return int(np.clip(round(steps / n_batches(n_train, batch_size)), 10, 300))
-
-
-#: Training steps of ``max_epochs="auto"`` at 10^4 training pairs (more for more data).
-AUTO_STEPS = 3_000
 
 
 def lr_schedule(est, monitor, total_steps):
