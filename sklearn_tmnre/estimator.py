@@ -361,10 +361,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         check_support(self.prior, th, "theta")
         net = self.net_.module_
         out = []
-        for i in range(0, len(X), 4096):
-            s = self._embed(X[i:i + 4096])
-            t = torch.as_tensor(th[i:i + 4096, None, :], dtype=torch.float32, device=s.device)
-            out.append(net.logits_from_embedding(s, t)[:, 0].cpu().numpy())
+        with torch_compute(self.n_threads, self.embedding):
+            for i in range(0, len(X), 4096):
+                s = self._embed(X[i:i + 4096])
+                t = torch.as_tensor(th[i:i + 4096, None, :], dtype=torch.float32,
+                                    device=s.device)
+                out.append(net.logits_from_embedding(s, t)[:, 0].cpu().numpy())
         return pd.DataFrame(np.concatenate(out).astype(np.float64),
                             columns=self.log_ratio_columns_)
 
