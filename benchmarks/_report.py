@@ -238,6 +238,17 @@ def _params_note(params):
     return ", " + ", ".join(f"{k} {v}" for k, v in json.loads(params).items())
 
 
+def _legend_entries(axes):
+    """Each label of a grid of axes once, with its first handle (one figure legend)."""
+    handles, labels = [], []
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    return handles, labels
+
+
 def _figure(summary, figure):
     import matplotlib
 
@@ -274,12 +285,7 @@ def _figure(summary, figure):
             ax.set_ylabel(f"mean {dim[0]}-d marginal C2ST" if j == 0 else "")
             if i == 1:
                 ax.set_xlabel("simulations")
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    handles, labels = _legend_entries(axes)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2 * len(chosen)),
                fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -401,12 +407,7 @@ def _tta_figure(tta, figure):
             ax.set_ylabel(f"{dim[0]}-d marginal C2ST" if j == 0 else "")
             if i == 1:
                 ax.set_xlabel("training CPU seconds")
-    handles, labels = [], []
-    for ax in axes.ravel():
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+    handles, labels = _legend_entries(axes)
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     figure.parent.mkdir(parents=True, exist_ok=True)
