@@ -259,6 +259,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return {k[len("embedding__"):]: v for k, v in vars(self).items()
                 if k.startswith("embedding__")}
 
+    def _torch_compute(self):
+        """Torch threads and denormal flushing of this estimator's fits and evaluations."""
+        return torch_compute(self.n_threads, self.embedding)
+
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32),
@@ -314,7 +318,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]), torch_compute(self.n_threads, self.embedding):
+        with torch.random.fork_rng(devices=[]), self._torch_compute():
             torch.manual_seed(seed)
             self.net_ = make_ratio_net(self, X, theta, seed)
             self.net_.fit(PairData(float_tensor(X), float_tensor(theta)), None)
@@ -361,7 +365,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         check_support(self.prior, th, "theta")
         net = self.net_.module_
         out = []
-        with torch_compute(self.n_threads, self.embedding):
+        with self._torch_compute():
             for i in range(0, len(X), 4096):
                 s = self._embed(X[i:i + 4096])
                 t = torch.as_tensor(th[i:i + 4096, None, :], dtype=torch.float32,
@@ -375,12 +379,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
     def _grid_logits(self, X, dims=(1, 2)):
         """Logits on the grids; see :func:`sklearn_tmnre._grids.grid_logits`."""
-        with torch_compute(self.n_threads, self.embedding):
+        with self._torch_compute():
             return grid_logits(self, X, dims=dims)
 
     def _grid_masses(self, X, dims=(1, 2)):
         """Normalized cell masses on the grids; see :func:`sklearn_tmnre._grids.grid_masses`."""
-        with torch_compute(self.n_threads, self.embedding):
+        with self._torch_compute():
             return grid_masses(self, X, dims=dims)
 
     def posterior(self, X, zoom=True):
@@ -408,7 +412,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         single = (arr.shape == getattr(self, "event_shape_", None)
                   or (arr.ndim > 0 and len(arr) == 1))
         X = self._observations(X, allow_single=True)
-        with torch_compute(self.n_threads, self.embedding):
+        with self._torch_compute():
             if zoom:
                 axes, masses = zoomed_grid_masses(self, X)
             else:
