@@ -22,12 +22,11 @@ once, then answers every observation:
   default networks and training; posterior samples by sbi's default MCMC, then
   marginalized by taking columns.
 
-``tmnre_truncated`` (:class:`~sklearn_tmnre.rounds.TMNRE`) is not amortized:
-it simulates its own draws from the truncated priors with ``task.simulator``,
-spending the budget per observation (30 % in the first round, the rest evenly
-over the later rounds; rounds end early when the box stops shrinking, as in
-Miller et al. 2021; what is left of the budget then goes to a last round in
-the last box).
+``tmnre_truncated`` (:class:`~sklearn_tmnre.rounds.TMNRE` with its defaults)
+is not amortized: it simulates its own draws from the truncated priors with
+``task.simulator``, spending the budget per observation (30 % in the first
+round, the rest evenly over the later rounds; when the box stops shrinking,
+what is left of the budget goes to a final round in the last box).
 
 Accuracy is the SBI-benchmark C2ST (:func:`sklearn_tmnre.metrics.c2st`) of
 every 1-d and 2-d marginal against the task's reference posterior, with ``n``
@@ -56,7 +55,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from sklearn_tmnre import TMNREEstimator, __version__, simulate
+from sklearn_tmnre import TMNREEstimator, __version__
 from sklearn_tmnre.metrics import c2st, expected_coverage
 from sklearn_tmnre.posterior import grid_axes
 from sklearn_tmnre.rounds import TMNRE
@@ -83,7 +82,6 @@ __all__ = [
     "sbi_available",
     "torch_prior",
     "truncated_result",
-    "truncated_schedule",
 ]
 
 COVERAGE_LEVELS = np.round(np.linspace(0.05, 0.95, 19), 2)
@@ -99,8 +97,6 @@ TRUNCATED_PARAMS = {"tmnre_truncated": {}, "tmnre_truncated_deepset": {"embeddin
 OUR_METHOD_PARAMS = {**OUR_PARAMS, **TRUNCATED_PARAMS}
 AMORTIZED = (*OUR_PARAMS, *SBI_METHODS)
 METHODS = (*OUR_PARAMS, *TRUNCATED_PARAMS, *SBI_METHODS)
-# Share of the budget spent in the first truncation round (Miller et al. 2021).
-_FIRST_ROUND_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -554,58 +550,29 @@ def observation_result(fitted, task, observation, reference, seed, settings):
     }
 
 
-def truncated_schedule(budget, rounds):
-    """Simulations per round: 30 % first, the rest evenly over the later rounds."""
-    if rounds <= 1:
-        return [int(budget)]
-    first = int(round(_FIRST_ROUND_SHARE * budget))
-    rest = budget - first
-    later = [rest // (rounds - 1)] * (rounds - 1)
-    later[-1] += rest - sum(later)
-    return [first, *later]
-
-
 def truncated_result(task, observation, budget, reference, seed, settings,
                      method="tmnre_truncated"):
     """One truncated cell: the rounds of ``method`` for one observation, measured.
 
     ``method`` is one of :data:`TRUNCATED_PARAMS`, which gives the hyperparameters of
-    every round's estimator.
-
-    :class:`~sklearn_tmnre.rounds.TMNRE` runs the schedule of
-    :func:`truncated_schedule` and stops early once the box stops shrinking;
-    the simulations it did not spend (early stop, or reuse that lowered a
-    round's new draws) go to one last round in the last box found, trained on
-    every stored simulation inside that box plus the new ones. So the method
-    always spends the whole budget, as the amortized methods do.
+    every round's estimator. :class:`~sklearn_tmnre.rounds.TMNRE` runs as a user
+    would: ``n_sims=budget`` new simulations (its default schedule and stopping
+    rule, which spend the whole budget) over at most ``settings.truncated_rounds``
+    rounds, with the default :class:`~sklearn_tmnre.Truncator`.
     """
     x_o = task.observation(observation)
     params = method_params(method, task)
-    schedule = truncated_schedule(budget, settings.truncated_rounds)
-    entropy = np.random.SeedSequence([seed, budget, observation])
-    campaign, last_round = (int(v) for v in entropy.generate_state(2))
+    campaign = int(np.random.SeedSequence([seed, budget, observation]).generate_state(1)[0])
     with tempfile.TemporaryDirectory(prefix="sklearn_tmnre-bench-") as tmp:
         run = TMNRE(task.simulator, task.prior, estimator=settings.estimator(**params),
-                    n_sims=schedule, max_rounds=len(schedule), convergence_ratio=0.8,
+                    n_sims=int(budget), max_rounds=settings.truncated_rounds,
                     store=os.path.join(tmp, "sims.zarr"), random_state=campaign)
         with PeakMemory() as mem:
             start, cpu_start = time.perf_counter(), time.process_time()
             run.fit(x_o)
             estimator, n_used = run.estimator_, int(run.rounds_["n_simulated"].sum())
             epochs = sum(len(est.net_.history) for est in run.estimators_)
-            left = budget - n_used
-            if left > 0:
-                box = run.prior_
-                old_theta, old_X, _ = run.store_.select(box.support)
-                new_theta = box.sample(left, random_state=last_round)
-                new_X = simulate(task.simulator, new_theta, random_state=last_round)
-                theta = pd.concat([old_theta[box.names], new_theta], ignore_index=True)
-                estimator = settings.estimator(prior=box, random_state=last_round,
-                                               **params).fit(
-                    np.concatenate([old_X, new_X]), theta)
-                n_used += left
-                epochs += len(estimator.net_.history)
-            samples = grid_samples(estimator.posterior(x_o), list(task.prior.names),
+            samples = grid_samples(run.posterior_, list(task.prior.names),
                                    len(reference), seed, settings.max_2d)
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     c1, c2 = marginal_c2st_of(samples, reference, seed, settings.c2st_max_iter)
@@ -618,7 +585,7 @@ def truncated_result(task, observation, budget, reference, seed, settings,
         coverage = coverage_summary(estimator, task.simulate_batch(test_theta, rng), test_theta)
     return {
         "c2st_1d": c1, "c2st_2d": c2, "n_2d": n_2d, **coverage,
-        "n_sims_used": n_used, "epochs": epochs, "rounds": len(run.rounds_) + (left > 0),
+        "n_sims_used": n_used, "epochs": epochs, "rounds": len(run.rounds_),
         "train_seconds": seconds, "train_cpu_seconds": cpu_seconds, "posterior_seconds": 0.0,
         "seconds": seconds,
         "peak_mb": mem.peak_mb, "version": __version__,

@@ -1,29 +1,32 @@
-"""Truncation against one untruncated round of the same simulation budget.
+"""Simulations saved by truncation: one round needs how many to match TMNRE?
 
-Problem: a linear Gaussian simulator ``x = A theta + sigma * noise`` (3
-parameters, 5 data) under a uniform prior ``U(-5, 5)^3``. The posterior is
-Gaussian, ``N(mu, Sigma)`` with ``Sigma = sigma^2 (A^T A)^-1`` and ``mu = (A^T A)^-1
-A^T x_o`` (restricted to the prior box; the true parameters are drawn from
-``U(-3, 3)^3``, more than 20 posterior standard deviations inside it, so the
-restriction is negligible). ``sigma`` makes the mean marginal posterior
-standard deviation ``--posterior-std`` (0.05): the box of the exact ratio at
-epsilon = 1e-6 (about +-5.3 posterior standard deviations) is then about 1/19
-of the prior per parameter, i.e. the prior is about 19x too wide.
+Truncation pays where the prior is much wider than the posterior. For each
+problem and seed, :class:`~sklearn_tmnre.TMNRE` with its defaults spends a
+budget ``B`` (``n_sims=B``: 30 % in round 0, the rest over later rounds, the
+default :class:`~sklearn_tmnre.Truncator`), and one untruncated round of
+``TMNREEstimator`` trains on ``B``, ``2B``, ``4B`` and ``8B`` draws of the prior.
+The *simulations saved* are the budget one round needs to be as accurate as
+TMNRE at ``B``, divided by ``B`` (interpolated in log budget between measured
+points; "> 8" when even ``8B`` falls short).
 
-For each observation, TMNRE (``--n-sims`` per round, up to ``--rounds``
-rounds, reuse included) is compared with one TMNREEstimator trained on as many
-simulations as TMNRE ran in total, drawn from the full prior. Per marginal:
-posterior mean error and standard deviation against the analytic ones, C2ST
-(``sklearn_tmnre.metrics.marginal_c2st`` against analytic posterior samples;
-0.5 is perfect) and the optimal classifier's accuracy ``0.5 + TV / 2`` computed
-exactly from the grid densities. Per round: box mass and fraction of reused
-simulations.
+Problems (1-d marginals, defaults of the estimator):
 
-    python benchmarks/bench_truncation.py                 # a few minutes on 2 cores
-    python benchmarks/bench_truncation.py --observations 1 --n-sims 1000   # quick
+* ``wide_gaussian``: ``x = A theta + sigma * noise`` (3 parameters, 5 data)
+  under ``U(-5, 5)^3``, posterior standard deviation 0.05: the box of the
+  posterior's +-5 standard deviations is about 1/19 of the prior per
+  parameter. Accuracy: the optimal classifier's accuracy ``0.5 + TV / 2``
+  between each estimated 1-d marginal and the exact Gaussian one, computed on
+  the estimator's grid (0.5 is perfect), averaged over parameters.
+* ``cmb``: :func:`sklearn_tmnre.tasks.cmb.cmb_spectrum` with a prior 20 Planck
+  standard deviations wide (as in the CMB example), a linear embedding of
+  dimension 10. Accuracy: 1-d C2ST against 2,000 exact posterior draws,
+  averaged over the six parameters.
 
-Writes ``benchmarks/results/bench_truncation.csv`` (one row per observation,
-method and parameter) and ``bench_truncation_rounds.csv`` (one row per round).
+    python benchmarks/bench_truncation.py                     # resumable
+    python benchmarks/bench_truncation.py --problems wide_gaussian --seeds 0
+
+Writes ``benchmarks/results/truncation_savings.csv`` (one row per problem,
+seed, method and budget) and prints the savings.
 """
 
 import argparse
@@ -38,15 +41,18 @@ from scipy import stats
 from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.metrics import marginal_c2st
 from sklearn_tmnre.rounds import TMNRE
+from sklearn_tmnre.tasks.cmb import cmb_spectrum
 
-N_PARAMS, N_DATA, HALF_WIDTH = 3, 5, 5.0
 RESULTS = pathlib.Path(__file__).parent / "results"
+KEY = ["problem", "seed", "method", "n_sims"]
+MULTIPLES = (1, 2, 4, 8)
+N_PARAMS, N_DATA, HALF_WIDTH = 3, 5, 5.0
 
 
 class LinearGaussian:
     """``x = A theta + sigma * noise`` with a fixed random ``A`` (picklable simulator)."""
 
-    def __init__(self, posterior_std, seed=0):
+    def __init__(self, posterior_std=0.05, seed=0):
         rng = np.random.default_rng(seed)
         self.A = rng.standard_normal((N_DATA, N_PARAMS))
         unit_cov = np.linalg.inv(self.A.T @ self.A)
@@ -57,113 +63,132 @@ class LinearGaussian:
         return self.A @ theta + self.sigma * rng.standard_normal(N_DATA)
 
     def posterior(self, x_o):
-        """Mean and covariance of the analytic posterior."""
+        """Mean and covariance of the analytic posterior (the prior box is far wider)."""
         return self.cov @ self.A.T @ x_o / self.sigma**2, self.cov
 
 
-def _marginal_table(post, mean, cov, names, seed):
-    """Per-parameter accuracy of a MarginalPosterior against the analytic Gaussian."""
-    reference = pd.DataFrame(
-        np.random.default_rng(seed).multivariate_normal(mean, cov, size=4000), columns=names)
-    c2st = marginal_c2st(post, reference, n=4000, random_state=seed).set_index("marginal")
-    est_mean, est_std = post.mean(), post.std()
+class Problem:
+    """A simulator, prior, observation, estimator settings and an accuracy measure."""
+
+    def __init__(self, name, seed):
+        self.name = name
+        if name == "wide_gaussian":
+            self.simulator = LinearGaussian()
+            names = [f"theta_{i}" for i in range(N_PARAMS)]
+            self.prior = Prior({n: stats.uniform(-HALF_WIDTH, 2 * HALF_WIDTH) for n in names})
+            rng = np.random.default_rng([seed, 1])
+            self.x_o = self.simulator(rng.uniform(-3, 3, N_PARAMS), rng)
+            self.params = {}
+            self.budget = 3_000
+        else:
+            task = cmb_spectrum(prior_width=20.0)
+            self.simulator, self.prior, self.x_o = task.simulator, task.prior, task.observation(1)
+            self.reference = task.reference_samples(1, 2_000, random_state=seed)
+            self.params = {"embedding": "linear", "embedding_dim": 10}
+            self.budget = 5_000
+
+    def estimator(self, seed):
+        return TMNREEstimator(marginals="1d", random_state=seed, n_threads=1, **self.params)
+
+    def accuracy(self, posterior, seed):
+        """Mean over parameters of the 1-d accuracy (0.5 is perfect)."""
+        if self.name == "cmb":
+            return float(marginal_c2st(posterior, self.reference, n=2_000,
+                                       random_state=seed)["c2st"].mean())
+        mean, cov = self.simulator.posterior(self.x_o)
+        scores = []
+        for i, name in enumerate(self.prior.names):
+            (centres, width), = posterior.axes[(name,)]
+            edges = np.concatenate([[centres[0] - width / 2], centres + width / 2])
+            true_mass = np.diff(stats.norm(mean[i], np.sqrt(cov[i, i])).cdf(edges))
+            tv = 0.5 * (np.abs(posterior.mass[(name,)] - true_mass).sum() + 1 - true_mass.sum())
+            scores.append(0.5 + tv / 2)
+        return float(np.mean(scores))
+
+
+def truncated_row(problem, seed):
+    start = time.process_time()
+    run = TMNRE(problem.simulator, problem.prior, estimator=problem.estimator(seed),
+                n_sims=problem.budget, random_state=seed).fit(problem.x_o)
+    seconds = time.process_time() - start
+    return {"problem": problem.name, "seed": seed, "method": "truncated",
+            "n_sims": int(run.rounds_["n_simulated"].sum()),
+            "accuracy": problem.accuracy(run.posterior_, seed), "rounds": len(run.rounds_),
+            "box_mass": float(run.rounds_["mass"].iloc[-1]), "cpu_seconds": seconds}
+
+
+def one_round_row(problem, seed, n):
+    rng = np.random.default_rng([seed, n])
+    theta = problem.prior.sample(n, random_state=rng)
+    start = time.process_time()
+    X = np.stack([problem.simulator(row, rng) for row in theta.to_numpy()])
+    est = problem.estimator(seed).set_params(prior=problem.prior).fit(X, theta)
+    seconds = time.process_time() - start
+    return {"problem": problem.name, "seed": seed, "method": "one_round", "n_sims": n,
+            "accuracy": problem.accuracy(est.posterior(problem.x_o), seed), "rounds": 1,
+            "box_mass": 1.0, "cpu_seconds": seconds}
+
+
+def savings(df):
+    """Per problem: mean accuracy of each method and budget, and the simulations saved."""
     rows = []
-    for i, name in enumerate(names):
-        (centres, width), = post.axes[(name,)]
-        edges = np.concatenate([[centres[0] - width / 2], centres + width / 2])
-        true_mass = np.diff(stats.norm(mean[i], np.sqrt(cov[i, i])).cdf(edges))
-        outside = 1.0 - true_mass.sum()
-        tv = 0.5 * (np.abs(post.mass[(name,)] - true_mass).sum() + outside)
-        rows.append({
-            "parameter": name,
-            "mean_error_in_std": (est_mean[name] - mean[i]) / np.sqrt(cov[i, i]),
-            "std_ratio": est_std[name] / np.sqrt(cov[i, i]),
-            "c2st": float(c2st.loc[name, "c2st"]),
-            "c2st_optimal": 0.5 + tv / 2,
-        })
+    for name, g in df.groupby("problem"):
+        seeds = sorted(set(g.loc[g.method == "truncated", "seed"])
+                       & set(g.loc[g.method == "one_round", "seed"]))
+        g = g[g.seed.isin(seeds)]
+        if g.empty:
+            continue
+        trunc = g[g.method == "truncated"]
+        target, budget = trunc["accuracy"].mean(), trunc["n_sims"].mean()
+        curve = g[g.method == "one_round"].groupby("n_sims")["accuracy"].mean()
+        ratio = np.nan
+        below = curve[curve <= target]
+        if len(below):
+            # First budget at or below the target, interpolated in log budget.
+            b1 = below.index[0]
+            prev = curve[curve.index < b1]
+            if len(prev) and prev.iloc[-1] > target:
+                b0, a0, a1 = prev.index[-1], prev.iloc[-1], curve[b1]
+                t = (a0 - target) / (a0 - a1)
+                b1 = np.exp(np.log(b0) + t * (np.log(b1) - np.log(b0)))
+            ratio = b1 / budget
+        rows.append({"problem": name, "seeds": len(seeds), "budget": int(budget),
+                     "truncated": target,
+                     "truncated_sd": trunc["accuracy"].std(),
+                     **{f"one_round_{int(n / budget)}x": a for n, a in curve.items()},
+                     "simulations_saved": ratio if len(below) else f"> {MULTIPLES[-1]}"})
     return pd.DataFrame(rows)
 
 
-def run(observation, n_sims, rounds, seed, estimator, posterior_std):
-    simulator = LinearGaussian(posterior_std, seed=0)
-    names = [f"theta_{i}" for i in range(N_PARAMS)]
-    prior = Prior({n: stats.uniform(-HALF_WIDTH, 2 * HALF_WIDTH) for n in names})
-    rng = np.random.default_rng([seed, observation])
-    theta_true = rng.uniform(-3, 3, N_PARAMS)
-    x_o = simulator(theta_true, rng)
-    mean, cov = simulator.posterior(x_o)
-
-    start = time.perf_counter()
-    tmnre = TMNRE(simulator, prior, estimator=estimator, n_sims=n_sims, max_rounds=rounds,
-                  random_state=seed + observation, verbose=1).fit(x_o)
-    tmnre_seconds = time.perf_counter() - start
-    budget = int(tmnre.rounds_["n_simulated"].sum())
-
-    start = time.perf_counter()
-    one_round = TMNRE(simulator, prior, estimator=estimator, n_sims=budget, max_rounds=1,
-                      random_state=seed + observation).fit(x_o)
-    one_round_seconds = time.perf_counter() - start
-
-    tables = []
-    for method, fitted, seconds in (("tmnre", tmnre, tmnre_seconds),
-                                    ("one_round", one_round, one_round_seconds)):
-        table = _marginal_table(fitted.posterior_, mean, cov, names, seed)
-        table.insert(0, "method", method)
-        table.insert(0, "observation", observation)
-        table["n_simulations"] = budget
-        table["n_rounds"] = len(fitted.rounds_)
-        table["seconds"] = seconds
-        tables.append(table)
-    per_round = tmnre.rounds_.drop(columns=["bounds", "n_resumed"]).assign(
-        observation=observation,
-        reused_fraction=lambda r: r["n_reused"] / r["n_train"],
-        box_width_over_posterior_std=[
-            float(np.mean([(hi - lo) / np.sqrt(cov[i, i])
-                           for i, (lo, hi) in enumerate(box.values())]))
-            for box in tmnre.rounds_["bounds"]])
-    return pd.concat(tables, ignore_index=True), per_round
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--observations", type=int, default=2)
-    p.add_argument("--posterior-std", type=float, default=0.05,
-                   help="mean marginal posterior standard deviation (prior: U(-5, 5))")
-    p.add_argument("--n-sims", type=int, default=2000, help="simulations per round")
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--n-grid", type=int, default=1024,
-                   help="grid cells per 1-d marginal (both methods)")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    estimator = TMNREEstimator(marginals="1d", n_grid_1d=args.n_grid)
-
-    tables, per_round = [], []
-    for obs in range(1, args.observations + 1):
-        table, rounds = run(obs, args.n_sims, args.rounds, args.seed, estimator,
-                            args.posterior_std)
-        tables.append(table)
-        per_round.append(rounds)
-    table = pd.concat(tables, ignore_index=True)
-    rounds = pd.concat(per_round, ignore_index=True)
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "bench_truncation.csv", index=False)
-    rounds.to_csv(RESULTS / "bench_truncation_rounds.csv", index=False)
-
-    pd.set_option("display.width", 160)
-    print("\nPer round (TMNRE):")
-    print(rounds[["observation", "round", "n_simulated", "n_reused", "reused_fraction", "mass",
-                  "box_width_over_posterior_std", "val_loss", "seconds"]]
-          .round(4).to_string(index=False))
-    print("\nPer method, averaged over observations and parameters:")
-    summary = table.assign(abs_mean_error_in_std=table["mean_error_in_std"].abs()).groupby(
-        "method")[["n_simulations", "abs_mean_error_in_std", "std_ratio", "c2st",
-                   "c2st_optimal", "seconds"]].mean()
-    print(summary.round(3).to_string())
-    print(f"\nwrote {RESULTS / 'bench_truncation.csv'} and "
-          f"{RESULTS / 'bench_truncation_rounds.csv'}")
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--problems", nargs="+", default=["wide_gaussian", "cmb"],
+                   choices=["wide_gaussian", "cmb"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", type=pathlib.Path, default=RESULTS / "truncation_savings.csv")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    done = set()
+    if args.out.exists():
+        done = {tuple(str(v) for v in r)
+                for r in pd.read_csv(args.out)[KEY].itertuples(index=False)}
+    for name in args.problems:
+        for seed in args.seeds:
+            problem = Problem(name, seed)
+            todo = [("truncated", problem.budget)] + [
+                ("one_round", m * problem.budget) for m in MULTIPLES]
+            for method, n in todo:
+                if method == "truncated" and any(
+                        k[:3] == (name, str(seed), "truncated") for k in done):
+                    continue
+                if (name, str(seed), method, str(n)) in done:
+                    continue
+                row = (truncated_row(problem, seed) if method == "truncated"
+                       else one_round_row(problem, seed, n))
+                pd.DataFrame([row]).to_csv(args.out, mode="a", header=not args.out.exists(),
+                                           index=False)
+                print(row, flush=True)
+    print(savings(pd.read_csv(args.out)).to_string(index=False, float_format="{:.4g}".format))
 
 
 if __name__ == "__main__":

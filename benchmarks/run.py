@@ -85,8 +85,9 @@ PRESETS = {
                        "gaussian_linear"],
                 budgets=[10_000, 1_000], observations=[1, 2, 3], seeds=[0, 1, 2],
                 methods=["tmnre_amortized", "sbi_nre_a", "sbi_nre_c"],
+                # tmnre_truncated (on request) runs TMNRE's defaults: at most 5 rounds.
                 settings=dict(max_epochs=None, sbi_max_epochs=None, n_c2st=10_000,
-                              n_coverage=1_000, truncated_rounds=4)),
+                              n_coverage=1_000, truncated_rounds=5)),
     "tiny": dict(tasks=["two_moons"], budgets=[300], observations=[1], seeds=[0],
                  settings=dict(max_epochs=2, sbi_max_epochs=2, n_c2st=500, n_coverage=200,
                                truncated_rounds=2, c2st_max_iter=100)),

@@ -25,13 +25,14 @@ own default box of 5 standard deviations would leave truncation little to
 cut. The template was calibrated inside that 5-sigma box; beyond it, it stays
 smooth and physical in direction but is less accurate.
 
-Truncation keeps, for each parameter, the interval where the estimated 1-d
-log ratio is within :math:`\log\varepsilon` of its maximum. We use
-:math:`\varepsilon = 10^{-4}` (:math:`\pm 4.3\,\sigma` of a Gaussian
-posterior) rather than the library's default :math:`10^{-6}`: the classifier
-sees almost no joint pairs far out in the tails, so its log ratio there
-levels off 10-20 nats below the maximum instead of falling on, and a
-13.8-nat threshold would hardly cut in the first rounds. We
+Truncation keeps, for each parameter, the interval that leaves out at most
+``tail_mass`` (the library's default, :math:`10^{-5}`, :math:`\pm 4.3\,\sigma`
+of a Gaussian posterior) of the estimated 1-d marginal posterior at each end.
+The classifier sees almost no joint pairs far out in the tails, so its log
+ratio there levels off 10-20 nats below the maximum instead of falling on: the
+older rule of a ratio within :math:`\varepsilon = 10^{-6}` of its maximum
+hardly cut in the first rounds and needed :math:`10^{-4}`, found by hand. The
+tail mass rule does not care how the tails level off. We
 
 1. compress each simulated spectrum with a *linear* embedding (7,497 → 10
    features, learned jointly with the ratio estimator: when the parameters
@@ -39,8 +40,7 @@ levels off 10-20 nats below the maximum instead of falling on, and a
    nearly lossless),
 2. run :class:`~sklearn_tmnre.TMNRE`: every round trains all 1-d and 2-d
    marginal ratio estimators and shrinks the prior box to where the 1-d
-   marginal ratios of the observation are above :math:`\varepsilon` times
-   their maximum,
+   marginal posteriors of the observation hold all but their far tails,
 3. draw a corner plot per round and compare the final widths with the Fisher
    forecast and with exact posterior samples (importance sampling of the
    task's Gaussian likelihood).
@@ -58,9 +58,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from sklearn_tmnre import TMNRE, TMNREEstimator, Truncator
 from sklearn_tmnre.plotting import corner
@@ -73,17 +73,15 @@ ARGS, _ = parser.parse_known_args()
 QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
 SIZE = "quick" if QUICK else "full" if ARGS.full else "default"
 SETTINGS = {
-    "quick": {"n_sims": 300, "max_rounds": 2, "max_epochs": 2, "hidden_features": 16,
+    "quick": {"n_sims": 600, "max_rounds": 2, "max_epochs": 2, "hidden_features": 16,
               "n_grid_2d": 32, "n_reference": 300},
-    "default": {"n_sims": 8_000, "max_rounds": 5, "max_epochs": 40, "hidden_features": 64,
+    "default": {"n_sims": 30_000, "max_rounds": 5, "max_epochs": 40, "hidden_features": 64,
                 "n_grid_2d": 64, "n_reference": 2_000},
-    "full": {"n_sims": 30_000, "max_rounds": 6, "max_epochs": 200, "hidden_features": 64,
+    "full": {"n_sims": 150_000, "max_rounds": 6, "max_epochs": 200, "hidden_features": 64,
              "n_grid_2d": 128, "n_reference": 10_000},
 }[SIZE]
 # Half-width of the uniform prior box, in Planck 2018 standard deviations.
 PRIOR_WIDTH = 20.0
-# Truncation threshold on each 1-d ratio, relative to its maximum.
-EPSILON = 1e-4
 OUT = Path(__file__).resolve().parent / "output"
 OUT.mkdir(exist_ok=True)
 # Small networks: one intra-op thread is as fast as several, and it does not slow
@@ -140,7 +138,7 @@ estimator = TMNREEstimator(
     hidden_features=SETTINGS["hidden_features"], n_grid_2d=SETTINGS["n_grid_2d"],
     max_epochs=SETTINGS["max_epochs"], patience=6, lr=5e-4, device=ARGS.device,
 )
-run = TMNRE(task.simulator, prior, estimator=estimator, truncator=Truncator(epsilon=EPSILON),
+run = TMNRE(task.simulator, prior, estimator=estimator, truncator=Truncator(),
             n_sims=SETTINGS["n_sims"], max_rounds=SETTINGS["max_rounds"],
             random_state=0, verbose=1)
 run.fit(x_o)
@@ -154,7 +152,8 @@ widths = pd.DataFrame({f"round {r}": [(hi - lo) / 2 for lo, hi in bounds.values(
                       index=names)
 widths["final box"] = (run.prior_.bounds[:, 1] - run.prior_.bounds[:, 0]) / 2
 print(f"\nBox half-widths in Fisher posterior sigmas (an exact Gaussian posterior truncated "
-      f"at {EPSILON:g} keeps +/- {np.sqrt(-2 * np.log(EPSILON)):.1f} sigma):")
+      f"leaving out {Truncator().tail_mass:g} at each end keeps +/- "
+      f"{stats.norm.isf(Truncator().tail_mass):.1f} sigma):")
 print(widths.div(fisher_std, axis=0).round(2).to_string())
 
 # %%

@@ -7,6 +7,13 @@ observation is computed once and broadcast against every grid point, and all
 marginals of one dimension run through their batched heads together, in
 chunks that bound memory (about ``_CHUNK_ELEMENTS`` hidden activations at a time).
 The cell masses are ``exp(logit + log prior)`` normalized over the grid.
+
+Every reader of a fitted model's posterior reads the grids of
+:func:`zoomed_grid_masses` through ``TMNREEstimator._grid_masses``:
+``posterior``, ``predict``, ``predict_interval`` and the coverage metrics,
+so they agree with each other. Parameters without a 1-d or 2-d marginal (a
+nuisance parameter, or one that only appears in a 3-d marginal) have no grid
+and are marginalized (:func:`gridded_names`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from scipy.special import logsumexp
 
 from .posterior import grid_axes
 
-__all__ = ["grid_logits", "grid_masses", "zoom_ranges", "zoomed_grid_masses"]
+__all__ = ["grid_logits", "grid_masses", "gridded_names", "row_axes", "zoom_ranges",
+           "zoomed_grid_masses"]
 
 # Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
 # large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
@@ -85,13 +93,29 @@ def grid_masses(estimator, X, dims=(1, 2)):
     axes : dict marginal -> list of (centres, width)
     masses : dict marginal -> ndarray (n, G) or (n, G, G), each row summing to one
     """
-    if 2 not in dims and any((n,) not in estimator.marginals_ for n in estimator.names_):
+    if 2 not in dims and _without_1d(estimator):
         dims = (1, 2)
     axes, logits, log_prior = grid_logits(estimator, X, dims=dims)
     masses = {m: _normalized(lg + log_prior[m]) for m, lg in logits.items()}
     for name, m, j in _one_d_from_two_d(estimator.names_, masses):
         axes[(name,)] = [axes[m][j]]
     return axes, masses
+
+
+def _without_1d(estimator):
+    """Parameters of a 2-d marginal without a 1-d one (their 1-d posterior comes from it)."""
+    in_2d = {n for m in estimator.marginals_ if len(m) == 2 for n in m}
+    return [n for n in estimator.names_ if n in in_2d and (n,) not in estimator.marginals_]
+
+
+def gridded_names(estimator):
+    """Parameters with a 1-d posterior on a grid: those of a 1-d or a 2-d marginal.
+
+    Others (a nuisance parameter without a marginal, or one only in a 3-d or
+    larger marginal) are marginalized and absent from the grids.
+    """
+    in_grids = {n for m in estimator.marginals_ if len(m) <= 2 for n in m}
+    return [n for n in estimator.names_ if n in in_grids]
 
 
 def _normalized(log_mass):
@@ -179,7 +203,7 @@ def zoom_ranges(axes, masses, names, tail=1e-6, pad=2):
     return ranges
 
 
-def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
+def zoomed_grid_masses(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
     """Cell masses on grids fitted to each observation's posterior instead of the prior's range.
 
     A first pass evaluates the 1-d grids over the prior's range (as
@@ -195,6 +219,9 @@ def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
         Fitted.
     X : ndarray of shape (n, *event_shape)
         Validated observations.
+    dims : tuple of int, default=(1, 2)
+        Dimensions of the marginals to evaluate; ``(1,)`` skips the 2-d grids
+        unless a parameter's 1-d posterior must be read off one.
     tail : float, default=1e-6
         Mass of each 1-d marginal left outside its zoomed range on each side.
     pad : int, default=2
@@ -202,17 +229,19 @@ def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
 
     Returns
     -------
-    axes : list of dict
-        One per observation: marginal -> list of (centres, width).
+    axes : dict marginal -> list of (centres, widths)
+        One pair per parameter of the marginal: cell centres of shape (n, G)
+        and cell widths of shape (n,), one grid per observation.
     masses : dict marginal -> ndarray (n, G) or (n, G, G), each row summing to one
     """
     n = len(X)
+    if 2 not in dims and _without_1d(estimator):
+        dims = (1, 2)
     axes0, masses0 = grid_masses(estimator, X, dims=(1,))
-    ranges = zoom_ranges(axes0, masses0, estimator.names_, tail=tail, pad=pad)
-    axes = [{} for _ in range(n)]
-    masses = {}
+    ranges = zoom_ranges(axes0, masses0, gridded_names(estimator), tail=tail, pad=pad)
+    axes, masses = {}, {}
     for k, n_grid in ((1, estimator.n_grid_1d), (2, estimator.n_grid_2d)):
-        members = [m for m in estimator.marginals_ if len(m) == k]
+        members = [m for m in estimator.marginals_ if len(m) == k and k in dims]
         if not members:
             continue
         names = sorted({p for m in members for p in m}, key=estimator.names_.index)
@@ -237,9 +266,13 @@ def zoomed_grid_masses(estimator, X, tail=1e-6, pad=2):
             lg = lg + (log_prior[m[0]] if k == 1
                        else log_prior[m[0]][:, :, None] + log_prior[m[1]][:, None, :])
             masses[m] = _normalized(lg)
-            for i in range(n):
-                axes[i][m] = [(centres[p][i], float(widths[p][i])) for p in m]
+            axes[m] = [(centres[p], widths[p]) for p in m]
     for name, m, j in _one_d_from_two_d(estimator.names_, masses):
-        for axes_i in axes:
-            axes_i[(name,)] = [axes_i[m][j]]
+        axes[(name,)] = [axes[m][j]]
     return axes, masses
+
+
+def row_axes(axes, i):
+    """The grid axes of observation ``i`` from axes shared by all rows or one per row."""
+    return {m: [(c if np.ndim(c) == 1 else c[i], float(w if np.ndim(w) == 0 else w[i]))
+                for c, w in ax] for m, ax in axes.items()}

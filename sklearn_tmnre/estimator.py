@@ -13,6 +13,8 @@ embedding of ``x`` across all marginals; training runs in skorch
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -32,10 +34,10 @@ from ._checks import (
     resolve_marginals,
     validate_theta,
 )
-from ._grids import grid_logits, grid_masses, zoomed_grid_masses
+from ._grids import grid_logits, grid_masses, row_axes, zoomed_grid_masses
 from ._threads import torch_compute
 from ._training import PairData
-from .posterior import MarginalPosterior
+from .posterior import MarginalPosterior, hpd_extent
 from .prior import Prior
 
 __all__ = ["TMNREEstimator"]
@@ -382,9 +384,19 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         with self._torch_compute():
             return grid_logits(self, X, dims=dims)
 
-    def _grid_masses(self, X, dims=(1, 2)):
-        """Normalized cell masses on the grids; see :func:`sklearn_tmnre._grids.grid_masses`."""
+    def _grid_masses(self, X, dims=(1, 2), zoom=True):
+        """Normalized cell masses of validated observations on the posterior grids.
+
+        Every reader of a fitted model's posterior (``posterior``, ``predict``,
+        ``predict_interval``, the coverage metrics) comes through here, so all
+        of them see the same grids: zoomed onto each observation's posterior
+        (:func:`sklearn_tmnre._grids.zoomed_grid_masses`, axes of shape (n, G)),
+        or over the prior's range with ``zoom=False``
+        (:func:`sklearn_tmnre._grids.grid_masses`, axes shared by all rows).
+        """
         with self._torch_compute():
+            if zoom:
+                return zoomed_grid_masses(self, X, dims=dims)
             return grid_masses(self, X, dims=dims)
 
     def posterior(self, X, zoom=True):
@@ -412,24 +424,22 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         single = (arr.shape == getattr(self, "event_shape_", None)
                   or (arr.ndim > 0 and len(arr) == 1))
         X = self._observations(X, allow_single=True)
-        with self._torch_compute():
-            if zoom:
-                axes, masses = zoomed_grid_masses(self, X)
-            else:
-                shared, masses = self._grid_masses(X)
-                axes = [shared] * len(X)
-        posts = [MarginalPosterior(self._grid_marginals(), axes[i],
+        axes, masses = self._grid_masses(X, zoom=zoom)
+        posts = [MarginalPosterior(self._grid_marginals(), row_axes(axes, i),
                                    {m: v[i] for m, v in masses.items()}, estimator=self, x=X[i])
                  for i in range(len(X))]
         return posts[0] if single else posts
 
-    def _one_d_summaries(self, X, fn):
+    def _one_d_posteriors(self, X, what):
+        """Zoomed 1-d grids of the parameters that have one, warning about the others."""
         axes, masses = self._grid_masses(self._observations(X), dims=(1,))
+        names = [n for n in self.names_ if (n,) in masses]
         missing = [n for n in self.names_ if (n,) not in masses]
         if missing:
-            raise ValueError(f"parameters {missing} have no 1-d or 2-d marginal; add them to "
-                             "`marginals` to predict them.")
-        return fn(axes, masses)
+            warnings.warn(f"{what}: parameters {missing} have no 1-d or 2-d marginal and are "
+                          f"left out (the result covers {names}); add them to `marginals` to "
+                          "estimate them.", UserWarning, stacklevel=3)
+        return names, axes, masses
 
     def predict(self, X):
         """Posterior means of every parameter from its 1-d marginal.
@@ -441,11 +451,13 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n, D), or (n,) if fitted with a 1-d ``y``
+            The means of ``posterior(x).mean()``, on the same zoomed grids.
+            Parameters without a 1-d or 2-d marginal are left out, with a
+            warning that names them.
         """
-        def means(axes, masses):
-            return np.column_stack([masses[(n,)] @ axes[(n,)][0][0] for n in self.names_])
-
-        out = self._one_d_summaries(X, means)
+        names, axes, masses = self._one_d_posteriors(X, "predict")
+        out = np.column_stack([np.sum(masses[(n,)] * axes[(n,)][0][0], axis=1)
+                               for n in names])
         return out[:, 0] if getattr(self, "_y_1d", False) else out
 
     def predict_interval(self, X, coverage=0.9, kind="central"):
@@ -462,33 +474,31 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Returns
         -------
         DataFrame of shape (n, 2 D), columns ``(parameter, "lower"/"upper")``
+            The intervals of ``posterior(x).interval(coverage)`` or the extent
+            of ``posterior(x).hpd(coverage)``, on the same zoomed grids.
+            Parameters without a 1-d or 2-d marginal are left out, with a
+            warning that names them.
         """
         if not 0 < coverage < 1:
             raise ValueError(f"coverage must be in (0, 1); got {coverage!r}.")
         if kind not in ("central", "hpd"):
             raise ValueError(f"kind must be 'central' or 'hpd'; got {kind!r}.")
-
-        def intervals(axes, masses):
-            cols = {}
-            for n in self.names_:
-                (c, w), = axes[(n,)]
-                m = masses[(n,)]
+        names, axes, masses = self._one_d_posteriors(X, "predict_interval")
+        cols = {}
+        for n in names:
+            m = masses[(n,)]
+            lo, hi = np.empty(len(m)), np.empty(len(m))
+            for i in range(len(m)):
+                (c, w), = row_axes({(n,): axes[(n,)]}, i)[(n,)]
                 if kind == "central":
                     edges = np.concatenate([[c[0] - w / 2], c + w / 2])
-                    cdf = np.concatenate([np.zeros((len(m), 1)), np.cumsum(m, axis=1)], axis=1)
-                    lo = [np.interp((1 - coverage) / 2, cdf_i, edges) for cdf_i in cdf]
-                    hi = [np.interp((1 + coverage) / 2, cdf_i, edges) for cdf_i in cdf]
+                    cdf = np.concatenate([[0.0], np.cumsum(m[i]) / m[i].sum()])
+                    lo[i], hi[i] = np.interp([(1 - coverage) / 2, (1 + coverage) / 2],
+                                             cdf, edges)
                 else:
-                    order = np.argsort(-m, axis=1)
-                    sorted_m = np.take_along_axis(m, order, axis=1)
-                    k = (np.cumsum(sorted_m, axis=1) < coverage).sum(axis=1) + 1
-                    keep = np.arange(m.shape[1])[None] < k[:, None]
-                    chosen = np.where(keep, c[order], np.nan)
-                    lo, hi = np.nanmin(chosen, axis=1) - w / 2, np.nanmax(chosen, axis=1) + w / 2
-                cols[(n, "lower")], cols[(n, "upper")] = lo, hi
-            return pd.DataFrame(cols)
-
-        return self._one_d_summaries(X, intervals)
+                    lo[i], hi[i], _ = hpd_extent(m[i], c, w, coverage)
+            cols[(n, "lower")], cols[(n, "upper")] = lo, hi
+        return pd.DataFrame(cols)
 
     def score(self, X, y):
         """Mean normalized log posterior density of the true parameters (higher is better).

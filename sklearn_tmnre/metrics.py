@@ -9,9 +9,11 @@ the mass of the highest-density region (HDR) whose boundary passes through it,
           \\mathbf 1\\big[\\hat p(\\theta_m \\mid x) > \\hat p(\\theta^*_m \\mid x)\\big]\\,
           d\\theta_m ,
 
-computed on the estimator's grid with the density linear inside each cell, so
-that the level moves continuously with the true value rather than in steps of
-one cell's mass (:func:`~sklearn_tmnre.posterior.hpd_level`).  The empirical
+computed on the grids of :meth:`TMNREEstimator.posterior <sklearn_tmnre.TMNREEstimator.posterior>`
+(zoomed onto each test observation's posterior, so a posterior far narrower
+than the prior still spans many cells), with the density linear inside each
+cell, so that the level moves continuously with the true value rather than in
+steps of one cell's mass (:func:`~sklearn_tmnre.posterior.hpd_level`).  The empirical
 coverage at nominal level :math:`1 - \\alpha` is the fraction of pairs with
 :math:`c_m \\le 1 - \\alpha`.  If the estimate is exact, :math:`c_m` is uniform
 on (0, 1) and the coverage equals the nominal level (Hermans et al. 2022, "A
@@ -155,7 +157,11 @@ def credibility(estimator, X, theta, dims=None):
     if not hasattr(estimator, "_grid_masses") or not hasattr(estimator, "names_"):
         raise TypeError(f"estimator must be a fitted TMNREEstimator (with names_ and "
                         f"_grid_masses); got {type(estimator).__name__}.")
-    X = np.asarray(X)
+    if hasattr(estimator, "_observations"):
+        # The estimator's own input checks: event shape, dtype, NaN, range.
+        X = estimator._observations(X)
+    else:
+        X = np.asarray(X)
     if X.ndim == 0 or len(X) == 0:
         raise ValueError(f"X must hold at least one row; got shape {X.shape}.")
     dims = _check_dims(dims)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-__all__ = ["MarginalPosterior", "grid_axes", "hpd_level"]
+__all__ = ["MarginalPosterior", "grid_axes", "hpd_extent", "hpd_level"]
 
 
 def grid_axes(prior, names, n_points, tail=1e-6):
@@ -62,6 +62,10 @@ def grid_axes(prior, names, n_points, tail=1e-6):
 def _grid_cells(axes, values):
     """The cell of each point on a grid, whether it lies on the grid, and where in its cell.
 
+    Each axis is ``(centres, width)``: one grid for every point (centres of
+    shape (G,), a float width), or one per point (centres (n, G), widths (n,)),
+    as the zoomed grids of several observations are.
+
     Returns
     -------
     cells : list of int ndarray (n,), one per axis (clipped to the grid)
@@ -71,10 +75,12 @@ def _grid_cells(axes, values):
     inside = np.ones(len(values), bool)
     cells, offsets = [], []
     for k, (centres, width) in enumerate(axes):
-        position = (values[:, k] - (centres[0] - width / 2)) / width
+        centres = np.asarray(centres, dtype=float)
+        n_cells = centres.shape[-1]
+        position = (values[:, k] - (centres[..., 0] - np.asarray(width) / 2)) / width
         cell = np.floor(position)
-        inside &= (cell >= 0) & (cell < len(centres))
-        cell = np.clip(cell, 0, len(centres) - 1).astype(np.int64)
+        inside &= (cell >= 0) & (cell < n_cells)
+        cell = np.clip(cell, 0, n_cells - 1).astype(np.int64)
         cells.append(cell)
         offsets.append(position - cell - 0.5)
     return cells, inside, offsets
@@ -133,7 +139,8 @@ def hpd_level(mass, axes, values):
         Probability of each cell of a 1-d or 2-d grid (summing to one), one
         grid for every point or one per point.
     axes : list of (centres, width)
-        The grid of each axis, as returned by :func:`grid_axes`.
+        The grid of each axis, as returned by :func:`grid_axes`; or, with one
+        grid per point, centres of shape (n, G) and widths of shape (n,).
     values : ndarray of shape (n, len(axes))
         The points.
 
@@ -184,6 +191,44 @@ def _hpd_threshold(mass, slopes, level):
         else:
             hi = mid
     return lo
+
+
+def hpd_extent(mass, centres, width, level):
+    """Extent of the highest-density region of one 1-d grid marginal.
+
+    The density is linear inside each cell, as in :func:`hpd_level`, and the
+    region is where it exceeds the threshold at which it holds ``level``; its
+    edges fall inside cells rather than on cell edges, so its mass is
+    ``level`` instead of up to one cell more.
+
+    Parameters
+    ----------
+    mass : ndarray of shape (G,)
+        Cell masses.
+    centres : ndarray of shape (G,)
+    width : float
+    level : float in (0, 1)
+
+    Returns
+    -------
+    lower, upper : float
+        The region's extent.
+    n_intervals : int
+        Its number of disjoint intervals (more than one: multimodal).
+    """
+    m = np.asarray(mass, dtype=float)
+    m = m / m.sum()
+    slope, = _slopes(m, 1)
+    threshold = _hpd_threshold(m, [slope], level)
+    # Part of each cell above the threshold, in offsets from its centre.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        crossing = np.clip((threshold - m) / slope, -0.5, 0.5)
+    low = np.where(slope > 0, crossing, -0.5)
+    high = np.where(slope < 0, crossing, 0.5)
+    keep = np.where(slope == 0, m > threshold, high > low)
+    starts = np.flatnonzero(keep & ~np.concatenate([[False], keep[:-1]]))
+    return (float(np.min(centres[keep] + width * low[keep])),
+            float(np.max(centres[keep] + width * high[keep])), len(starts))
 
 
 class MarginalPosterior:
@@ -414,19 +459,8 @@ class MarginalPosterior:
         rows = {}
         for n in self.names:
             (c, w), = self.axes[(n,)]
-            m = self.mass[(n,)] / self.mass[(n,)].sum()
-            slope, = _slopes(m, 1)
-            threshold = _hpd_threshold(m, [slope], level)
-            # Part of each cell above the threshold, in offsets from its centre.
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                crossing = np.clip((threshold - m) / slope, -0.5, 0.5)
-            low = np.where(slope > 0, crossing, -0.5)
-            high = np.where(slope < 0, crossing, 0.5)
-            keep = np.where(slope == 0, m > threshold, high > low)
-            starts = np.flatnonzero(keep & ~np.concatenate([[False], keep[:-1]]))
-            rows[n] = {"lower": np.min(c[keep] + w * low[keep]),
-                       "upper": np.max(c[keep] + w * high[keep]),
-                       "n_intervals": len(starts)}
+            lower, upper, n_intervals = hpd_extent(self.mass[(n,)], c, w, level)
+            rows[n] = {"lower": lower, "upper": upper, "n_intervals": n_intervals}
         return pd.DataFrame(rows).T.astype({"n_intervals": int})
 
     def summary(self):

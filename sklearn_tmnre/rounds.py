@@ -10,11 +10,15 @@ which gives the next box :math:`\\Gamma_{k+1} \\subseteq \\Gamma_k` (Miller et a
 
 (:math:`P` the original prior) or after ``max_rounds`` rounds.
 
-**Reuse.** Boxes are nested, so an earlier draw from :math:`p_{\\Gamma_j}` that
-falls inside :math:`\\Gamma_k \\subseteq \\Gamma_j` is a draw from
-:math:`p_{\\Gamma_k}`. Round :math:`k` first takes every successful stored
-simulation of rounds :math:`< k` inside :math:`\\Gamma_k` (:math:`R_k` of them)
-and simulates only :math:`\\max(0, n_k - R_k)` new draws.
+**Budget and reuse.** ``n_sims`` counts new simulations. Boxes are nested, so
+an earlier draw from :math:`p_{\\Gamma_j}` that falls inside :math:`\\Gamma_k
+\\subseteq \\Gamma_j` is a draw from :math:`p_{\\Gamma_k}`: round :math:`k`
+simulates its :math:`n_k` new draws and trains on them together with every
+successful stored simulation of rounds :math:`< k` inside :math:`\\Gamma_k`
+(reused ones are free). When the box stops shrinking before the budget is
+spent, one final round in the last box gets all that is left of it, so the
+final estimator trains on at least as many simulations inside its box as one
+round of the whole budget would have put there.
 
 **Reproducibility and resumption.** A campaign has one entropy (from
 ``random_state``, or drawn once and kept in the store). The new draws of round
@@ -53,7 +57,7 @@ from .simulate import SimulationError, check_timeout, simulate
 from .store import SimulationStore
 from .truncation import Truncator
 
-__all__ = ["TMNRE"]
+__all__ = ["TMNRE", "budget_schedule"]
 
 # Seed-key purposes: one independent stream each, all from the campaign entropy.
 _SIMULATE, _PLAN, _TRAIN = 0, 1, 2
@@ -63,6 +67,36 @@ _ROUND_STRIDE = 2**32
 _ATTRS_KEY = "sklearn_tmnre.TMNRE"
 # Store appends per round when simulate_batch_size is None.
 _APPENDS_PER_ROUND = 20
+# Share of a total budget simulated in round 0, from the whole prior (Miller et al.
+# 2021 spend about a third there); the rest is split evenly over the later rounds.
+_FIRST_ROUND_SHARE = 0.3
+
+
+def budget_schedule(n_sims, max_rounds):
+    """New simulations per round for a total budget: 30 % first, the rest evenly.
+
+    Parameters
+    ----------
+    n_sims : int
+        The total number of new simulations.
+    max_rounds : int
+        The number of rounds to spread them over (fewer when the budget is too
+        small to give every round at least two).
+
+    Returns
+    -------
+    list of int
+        One entry per round, summing to ``n_sims``.
+    """
+    n_sims = int(n_sims)
+    first = max(2, int(round(_FIRST_ROUND_SHARE * n_sims)))
+    rest = n_sims - first
+    rounds = min(int(max_rounds), 1 + rest // 2)
+    if rounds <= 1:
+        return [n_sims]
+    later = [rest // (rounds - 1)] * (rounds - 1)
+    later[-1] += rest - sum(later)
+    return [first, *later]
 
 
 def _campaign_entropy(random_state):
@@ -148,23 +182,25 @@ class TMNRE(BaseEstimator):
         Cloned every round, with its ``prior`` set to the round's. Default:
         ``Truncator()``.
     n_sims : int or list of int, default=10_000
-        Training simulations per round (reused ones included); a list gives one
-        number per round and caps the number of rounds at its length. When more
-        stored simulations fall inside a round's box than it asks for, all of
-        them are used and none is simulated.
+        The simulation budget: new simulations, failed ones included (stored
+        simulations reused inside a later box are free). An int is the total,
+        spread by :func:`budget_schedule` over ``max_rounds`` rounds (30 % in
+        round 0, the rest evenly); a list gives each round's new simulations
+        and caps the number of rounds at its length.
     max_rounds : int, default=5
         Upper bound on the number of rounds.
     convergence_ratio : float in (0, 1], default=0.8
-        Stop after round ``k`` when the mass of the box it found, divided by the
-        mass of the box it sampled, exceeds this (1 never stops early).
+        The box has converged after round ``k`` when the mass of the box it
+        found, divided by the mass of the box it sampled, exceeds this (1 never
+        converges early).
     warm_start : bool, default=False
         Start each round's network from the previous round's parameters instead
         of a fresh initialization.
-    spend_budget : bool, default=False
-        When the box converges while rounds of ``n_sims`` are still unspent,
-        run one final round in the converged box that trains on the last
-        round's number of simulations plus all the unspent ones. Off, the loop
-        simply stops (``max_rounds`` and ``n_sims`` are upper bounds).
+    spend_budget : bool, default=True
+        When the box converges with budget left, run one final round in the
+        converged box with all of it (the final estimator then trains on every
+        stored simulation inside the box plus the new ones). False stops at
+        convergence and leaves the rest unspent.
     store : str, path or SimulationStore, optional
         Where simulations are appended, batch by batch; reopening a store resumes
         its campaign. None: a temporary store, deleted at the end of :meth:`fit`.
@@ -258,7 +294,7 @@ class TMNRE(BaseEstimator):
         max_rounds=5,
         convergence_ratio=0.8,
         warm_start=False,
-        spend_budget=False,
+        spend_budget=True,
         store=None,
         n_jobs=None,
         simulate_batch_size=None,
@@ -286,7 +322,7 @@ class TMNRE(BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _budgets(self):
-        """The number of training simulations of each round."""
+        """The number of new simulations of each round."""
         def check(value, what):
             if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
                     or value < 2):
@@ -302,7 +338,7 @@ class TMNRE(BaseEstimator):
                 raise ValueError("TMNRE: n_sims is an empty list; give one number per round.")
             budgets = [check(v, f"entry {i}") for i, v in enumerate(self.n_sims)]
             return budgets[:self.max_rounds]
-        return [check(self.n_sims, "it")] * int(self.max_rounds)
+        return budget_schedule(check(self.n_sims, "it"), self.max_rounds)
 
     def _check_params(self, x_o):
         if not callable(self.simulator):
@@ -407,14 +443,13 @@ class TMNRE(BaseEstimator):
         workers = joblib.effective_n_jobs(self.n_jobs)
         return max(1, math.ceil(n_new / _APPENDS_PER_ROUND), 4 * workers)
 
-    def _simulate_round(self, store, k, prior_k, n_k, entropy, x_o):
+    def _simulate_round(self, store, k, prior_k, n_new, entropy, x_o):
         """Simulate round k's missing draws into the store; return the round's counts."""
         if len(store):
             inside = prior_k.contains(store.theta[self.prior.names])
             n_reused = int((store.ok & (store.rounds < k) & inside).sum())
         else:
             n_reused = 0
-        n_new = max(0, n_k - n_reused)
         done = store.done_indices(k)
         n_plan = max(n_new, int(done.max()) + 1 if len(done) else 0)
         rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(_PLAN, k)))
@@ -572,7 +607,7 @@ class TMNRE(BaseEstimator):
                     break
                 # Converged early: one last round gets every unspent simulation.
                 final = True
-                budgets = budgets[:k + 1] + [len(theta) + unspent]
+                budgets = budgets[:k + 1] + [unspent]
             previous, prior_k = prior_k, prior_k.truncate(trunc.bounds_)
             k += 1
 

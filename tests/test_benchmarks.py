@@ -68,14 +68,6 @@ def test_tiny_defaults_never_touch_committed_results(monkeypatch, tmp_path):
     assert out == run.RESULTS and docs == run.DOCS / "benchmarks.md"
 
 
-@pytest.mark.parametrize("budget, rounds, expected", [
-    (1000, 1, [1000]), (1000, 2, [300, 700]), (1000, 4, [300, 233, 233, 234]),
-    (10_000, 3, [3000, 3500, 3500]),
-])
-def test_truncated_schedule_spends_the_budget(budget, rounds, expected):
-    assert methods.truncated_schedule(budget, rounds) == expected
-
-
 def test_peak_memory_sees_an_allocation():
     size = 64 * 2**20
     with methods.PeakMemory() as mem:

@@ -93,6 +93,54 @@ def test_log_ratio_and_posterior_api(problem, trained):
     assert trained.predict_interval(X[:2], kind="hpd").shape == (2, 4)
 
 
+def test_every_reader_sees_the_posterior_of_posterior(problem, trained):
+    """predict, predict_interval and credibility read the grids of posterior()."""
+    from sklearn_tmnre.metrics import credibility
+
+    _, X, theta = problem
+    rows = X[2500:2504]
+    means = trained.predict(rows)
+    central = trained.predict_interval(rows, coverage=0.8)
+    hpd = trained.predict_interval(rows, coverage=0.8, kind="hpd")
+    cred = credibility(trained, rows, theta[2500:2504])
+    for i, post in enumerate(trained.posterior(rows)):
+        np.testing.assert_allclose(means[i], post.mean()[["a", "b"]], rtol=1e-9, atol=1e-12)
+        for name in ("a", "b"):
+            np.testing.assert_allclose(
+                [central[(name, "lower")][i], central[(name, "upper")][i]],
+                post.interval(0.8).loc[name], rtol=1e-9)
+            np.testing.assert_allclose(
+                [hpd[(name, "lower")][i], hpd[(name, "upper")][i]],
+                post.hpd(0.8).loc[name, ["lower", "upper"]].astype(float), rtol=1e-9)
+        for m, label in ((("a",), "a"), (("a", "b"), "a|b")):
+            truth = theta.iloc[2500 + i][list(m)].to_numpy()
+            np.testing.assert_allclose(cred[label][i], post.credibility(m, truth)[0],
+                                       rtol=1e-9, atol=1e-12)
+    # credibility checks X as the estimator does: no broadcasting, no NaN.
+    with pytest.raises(ValueError, match="features|shape"):
+        credibility(trained, np.zeros((4, 1)), theta[:4])
+    with pytest.raises(ValueError, match="NaN|finite|infinity"):
+        credibility(trained, np.full((4, 2), np.nan), theta[:4])
+
+
+def test_parameters_without_a_marginal_are_marginalized():
+    prior = Prior({"a": stats.uniform(-1, 2), "b": stats.uniform(-1, 2),
+                   "nuisance": stats.uniform(-1, 2)})
+    theta = prior.sample(400, random_state=0)
+    X = theta.to_numpy() + NOISE * np.random.default_rng(0).standard_normal((400, 3))
+    for marginals in ([("a",), ("b",)], [("a",), ("a", "b"), ("a", "b", "nuisance")]):
+        est = TMNREEstimator(prior=prior, marginals=marginals, max_epochs=2,
+                             random_state=0).fit(X, theta)
+        post = est.posterior(X[0])
+        assert list(post.summary().index) == ["a", "b"]
+        assert list(post.sample(5, random_state=0).columns) == ["a", "b"]
+        with pytest.warns(UserWarning, match=r"\['nuisance'\] have no 1-d or 2-d marginal"):
+            assert est.predict(X[:3]).shape == (3, 2)
+        with pytest.warns(UserWarning, match="nuisance"):
+            interval = est.predict_interval(X[:3])
+        assert list(interval.columns.get_level_values(0).unique()) == ["a", "b"]
+
+
 def test_ndarray_and_1d_targets(problem):
     _, X, theta = problem
     est = TMNREEstimator(**TINY).fit(X[:300], theta.to_numpy()[:300])

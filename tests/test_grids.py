@@ -5,7 +5,13 @@ import pytest
 from scipy import stats
 
 from sklearn_tmnre import Prior, TMNREEstimator
-from sklearn_tmnre._grids import grid_logits, grid_masses, zoom_ranges, zoomed_grid_masses
+from sklearn_tmnre._grids import (
+    grid_logits,
+    grid_masses,
+    row_axes,
+    zoom_ranges,
+    zoomed_grid_masses,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +71,14 @@ def test_zoomed_grids_are_normalized_inside_the_prior_grid_and_per_observation(f
     est, X = fitted
     axes, masses = zoomed_grid_masses(est, X[:3])
     coarse_axes, _ = grid_masses(est, X[:3])
-    assert len(axes) == 3
+    assert set(axes) == set(masses)
     for m, v in masses.items():
+        for centres, widths in axes[m]:  # one grid per observation
+            assert centres.shape == (3, v.shape[1]) and widths.shape == (3,)
         assert v.shape == (3,) + tuple(len(c0) for c0, _ in coarse_axes[m])
         np.testing.assert_allclose(v.reshape(3, -1).sum(axis=1), 1.0, rtol=1e-10)
         for i in range(3):
-            for (c, w), (c0, w0) in zip(axes[i][m], coarse_axes[m]):
+            for (c, w), (c0, w0) in zip(row_axes(axes, i)[m], coarse_axes[m]):
                 assert w <= w0 + 1e-12
                 assert c[0] - w / 2 >= c0[0] - w0 / 2 - 1e-9
                 assert c[-1] + w / 2 <= c0[-1] + w0 / 2 + 1e-9
@@ -82,7 +90,7 @@ def test_zoomed_masses_follow_each_observations_own_ratio_and_prior(fitted):
     est, X = fitted
     axes, masses = zoomed_grid_masses(est, X[:2])
     for i in range(2):
-        (ca, _), (cb, _) = axes[i][("a", "b")]
+        (ca, _), (cb, _) = row_axes(axes, i)[("a", "b")]
         cells = [(3, 5), (9, 1)]
         theta = np.array([[ca[j], cb[k], 0.5] for j, k in cells])
         log_r = est.log_ratio(np.repeat(X[i:i + 1], 2, axis=0), theta)["a|b"].to_numpy()

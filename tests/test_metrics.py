@@ -72,6 +72,54 @@ class GaussianStandIn:
         return axes, masses
 
 
+class NarrowStandIn(GaussianStandIn):
+    """The conjugate posterior on grids zoomed onto each row, as the estimator's are.
+
+    ``zoom=False`` puts every row on the prior's range instead.
+    """
+
+    def __init__(self, prior, noise, zoom=True, n_grid=64):
+        super().__init__(prior, n_grid_1d=n_grid, n_grid_2d=n_grid)
+        self.noise, self.zoom = noise, zoom
+
+    def posterior_moments(self, X):
+        # Flat prior on a box far wider than the posterior: N(x, noise^2).
+        return np.asarray(X, dtype=float), self.noise
+
+    def _cell_masses(self, X, n_grid):
+        mean, std = self.posterior_moments(X)
+        out = {}
+        for j, name in enumerate(self.names_):
+            if self.zoom:
+                low = mean[:, j] - 6 * std
+                width = np.full(len(X), 12 * std / n_grid)
+            else:
+                lo, hi = self.prior_.bounds[j]
+                low, width = np.full(len(X), lo), np.full(len(X), (hi - lo) / n_grid)
+            centres = low[:, None] + (np.arange(n_grid) + 0.5) * width[:, None]
+            p = (stats.norm.cdf(centres + width[:, None] / 2, mean[:, j, None], std)
+                 - stats.norm.cdf(centres - width[:, None] / 2, mean[:, j, None], std))
+            out[name] = ((centres, width), p / p.sum(axis=1, keepdims=True))
+        return out
+
+
+def test_coverage_of_a_posterior_far_narrower_than_the_prior():
+    """std = 1/200 of the prior's width: nominal coverage on zoomed grids, 1-d and 2-d."""
+    prior = Prior({"a": stats.uniform(-1, 2), "b": stats.uniform(-1, 2)})
+    noise, n = 0.01, 2_000
+    rng = np.random.default_rng(3)
+    theta = pd.DataFrame(rng.uniform(-0.9, 0.9, (n, 2)), columns=["a", "b"])
+    X = theta.to_numpy() + noise * rng.standard_normal((n, 2))
+    levels = (0.5, 0.68, 0.95)
+    table = expected_coverage(NarrowStandIn(prior, noise), X, theta, levels=levels,
+                              confidence=0.99)
+    assert len(table) == 3 * len(levels)
+    assert ((table["lower"] <= table["level"]) & (table["level"] <= table["upper"])).all()
+    # The same posterior on the prior's range has about one cell: it reads as conservative.
+    coarse = expected_coverage(NarrowStandIn(prior, noise, zoom=False), X, theta, levels=levels)
+    assert (coarse["coverage"] - coarse["level"]).max() > 0.1
+
+
 @pytest.fixture(scope="module")
 def gaussian_prior():
     return Prior({"a": stats.norm(0, 1), "b": stats.norm(0, 1)})

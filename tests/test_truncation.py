@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from sklearn.exceptions import NotFittedError
 
@@ -50,12 +51,14 @@ def test_box_shrinks_around_the_posterior(wide):
     assert list(trunc.feature_names_in_) == ["mu"]
 
 
-def test_smaller_epsilon_gives_a_larger_box(wide):
+@pytest.mark.parametrize("rule", ["epsilon", "tail_mass"])
+def test_a_smaller_level_gives_a_larger_box(wide, rule):
     _, est = wide
-    boxes = [Truncator(epsilon=eps).fit(X_O, estimator=est).bounds_.loc["mu"]
-             for eps in (1e-2, 1e-4, 1e-6)]
+    boxes = [Truncator(**{rule: level}).fit(X_O, estimator=est).bounds_.loc["mu"]
+             for level in (1e-2, 1e-4, 1e-6)]
     for inner, outer in zip(boxes, boxes[1:]):
         assert outer["low"] <= inner["low"] and inner["high"] <= outer["high"]
+    assert boxes[0]["high"] - boxes[0]["low"] < boxes[-1]["high"] - boxes[-1]["low"]
 
 
 def test_box_matches_the_rule_on_the_equal_probability_grid(wide):
@@ -70,6 +73,42 @@ def test_box_matches_the_rule_on_the_equal_probability_grid(wide):
     low = max(-10.0, -10 + 20 * (kept[0] - 0.5) / n)
     high = min(10.0, -10 + 20 * (kept[-1] + 1.5) / n)
     np.testing.assert_allclose(trunc.bounds_.loc["mu"].to_numpy(), [low, high], rtol=1e-9)
+
+
+def test_tail_mass_rule_on_the_equal_probability_grid(wide):
+    prior, est = wide
+    n, tail = 200, 1e-3
+    trunc = Truncator(tail_mass=tail, n_samples=n).fit(X_O, estimator=est)
+    # The rule written out: equal prior mass per cell, so posterior mass ~ exp(f).
+    u = (np.arange(n) + 0.5) / n
+    f = est.log_ratio(np.repeat(X_O[None], n, axis=0), (-10 + 20 * u)[:, None])["mu"]
+    mass = np.exp(f.to_numpy() - f.max())
+    mass = mass / mass.sum()
+    lo = int(np.sum(np.cumsum(mass) <= tail))  # cells dropped on the left
+    hi = n - 1 - int(np.sum(np.cumsum(mass[::-1]) <= tail))
+    assert mass[:lo].sum() <= tail < mass[:lo + 1].sum()
+    assert mass[hi + 1:].sum() <= tail < mass[hi:].sum()
+    low = max(-10.0, -10 + 20 * (lo - 0.5) / n)
+    high = min(10.0, -10 + 20 * (hi + 1.5) / n)
+    np.testing.assert_allclose(trunc.bounds_.loc["mu"].to_numpy(), [low, high], rtol=1e-9)
+
+
+def test_the_default_rule_is_the_tail_mass_and_epsilon_replaces_it(wide):
+    _, est = wide
+    default = Truncator().fit(X_O, estimator=est).bounds_.loc["mu"]
+    explicit = Truncator(tail_mass=1e-5).fit(X_O, estimator=est).bounds_.loc["mu"]
+    assert default.equals(explicit)
+    ratio = Truncator(epsilon=1e-2, tail_mass=0.4).fit(X_O, estimator=est).bounds_.loc["mu"]
+    assert ratio.equals(Truncator(epsilon=1e-2).fit(X_O, estimator=est).bounds_.loc["mu"])
+
+
+def test_a_diverged_estimator_is_refused(wide):
+    prior, est = wide
+    broken = _estimator(prior, n=100)
+    with torch.no_grad():
+        next(broken.net_.module_.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        Truncator().fit(X_O, estimator=broken)
 
 
 def test_fast_head_evaluation_equals_log_ratio(wide):
@@ -196,6 +235,11 @@ def test_bad_arguments(wide):
         Truncator().fit(X_O, estimator=TMNREEstimator())
     with pytest.raises(ValueError, match="epsilon"):
         Truncator(epsilon=1.0).fit(X_O, estimator=est)
+    for bad in (0.5, -1e-3, True, "1e-5", float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tail_mass"):
+            Truncator(tail_mass=bad).fit(X_O, estimator=est)
+    with pytest.raises(ValueError, match="epsilon"):
+        Truncator(epsilon=True).fit(X_O, estimator=est)
     with pytest.raises(ValueError, match="n_samples"):
         Truncator(n_samples=1).fit(X_O, estimator=est)
     with pytest.raises(TypeError, match="prior"):
