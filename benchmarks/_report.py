@@ -18,6 +18,7 @@ import platform
 
 import numpy as np
 import pandas as pd
+from _report_truncation import truncation_section
 
 __all__ = ["PUBLISHED", "TARGETS", "render"]
 
@@ -529,11 +530,14 @@ def render(results, docs, figure):
             "sbi's methods get their default networks, which do not know it.",
             "- `tmnre_balanced`: the same with `balance=100` (balanced NRE, the weight of sbi's "
             "BNRE).",
-            "- `tmnre_truncated`: `TMNRE(task.simulator, task.prior)` per observation: 30 % of "
-            "the budget in round 0, the rest split evenly over the later rounds (4 rounds in "
-            "the full setting), stopping when the box keeps more than 80 % of its prior mass; "
-            "what is left of the budget then trains one last round in the last box, on every "
-            "stored simulation inside it plus new ones, so the whole budget is spent.",
+            "- `tmnre_truncated`: `TMNRE(task.simulator, task.prior, n_sims=budget)` per "
+            "observation: 30 % of the budget in round 0, the rest split evenly over the later "
+            "rounds (at most 4 rounds in the full setting, 5 in `tta`); when the box keeps "
+            "more than 80 % of its prior mass, what is left of the budget trains one last "
+            "round in the last box, on every stored simulation inside it plus new ones, so "
+            "the whole budget is spent. Rows before 0.2 did that last round in the harness "
+            "and cut boxes at ε = 1e-6; from 0.2 on `TMNRE` does it itself, with the "
+            "tail-mass rule (see *Truncation*).",
             "- `tmnre_truncated_deepset` (slcp only): `tmnre_truncated` whose rounds use "
             "`tmnre_deepset`'s embedding.",
             "- `sbi_nre_a`, `sbi_nre_c`, `sbi_bnre`: sbi's `NRE_A`, `NRE_C`, `BNRE` with their "
@@ -583,6 +587,8 @@ def render(results, docs, figure):
             for task, g in part.groupby("task", sort=False):
                 lines += [f"#### {task}", "", *_task_table(g, task), ""]
         lines += _time_to_accuracy(acc, figure.parent / "time_to_accuracy.png")
+    lines += truncation_section(acc, results)
+    if acc is not None and len(acc):
         shortfalls = _shortfalls(summary)
         if shortfalls:
             lines += ["## Against the targets", "",

@@ -32,9 +32,15 @@ def read_json(path):
     """The parsed JSON file at ``path``, or None if there is none."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        return json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"SimulationStore: {str(path)!r} is damaged ({err}); the store cannot "
+                         "be read safely. Restore the file from a backup, or copy the store "
+                         "elsewhere before changing anything.") from err
 
 
 class StoreAttrs(MutableMapping):

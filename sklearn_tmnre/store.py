@@ -24,6 +24,12 @@ and ``xarray.open_zarr``)::
       errors.jsonl              one JSON line per failed row with its error text
       attrs.json                user metadata (SimulationStore.attrs)
       .lock                     inter-process append lock
+      sklearn_tmnre.json        the marker: this directory is a SimulationStore
+
+A directory is taken for a store only with its marker (or, for stores written
+before the marker existed, a commit record of this format): the store never
+writes into, nor deletes, a folder it did not create, and ``mode="w"`` refuses
+to delete one that holds anything the store did not write.
 
 Atomicity.  An append holds an exclusive ``flock`` on ``.lock``, resizes the
 arrays and writes the new rows, appends the error lines, and only then commits
@@ -72,7 +78,16 @@ _COMMIT = "commit.json"
 _ERRORS = "errors.jsonl"
 _ATTRS = "attrs.json"
 _LOCK = ".lock"
+_MARKER = "sklearn_tmnre.json"
 _ARRAYS = ("theta", "X", "ok", "round", "index")
+# Every entry a store writes at its top level.
+_OWN = frozenset({_COMMIT, _ERRORS, _ATTRS, _LOCK, _MARKER, "zarr.json", *_ARRAYS})
+
+
+def _own_entry(name):
+    """Whether a top-level name is one the store writes (temporary files included)."""
+    return (name in _OWN or name.startswith(".probe-")
+            or (name.startswith(".") and name.endswith(".tmp")))
 # Chunks of about 2 MiB keep a rewrite of the last, partly filled chunk cheap while
 # keeping the file count of a large store low; the row cap bounds that rewrite for
 # arrays with tiny rows (ok, round, index).
@@ -172,16 +187,43 @@ class SimulationStore:
         """Whether the existing directory holds a store (or is empty, with ``empty``)."""
         # A probe left by a check_writable that was killed does not make a directory foreign.
         entries = {p.name for p in self.path.iterdir() if not p.name.startswith(".probe-")}
-        return (empty and not entries) or bool(entries & {_COMMIT, _LOCK, _ATTRS, "zarr.json"})
+        if not entries:
+            return empty
+        if all(name == _LOCK or _own_entry(name) and name.startswith(".") for name in entries):
+            return True  # a first write killed before its marker: a lock and temporary files
+        marker = read_json(self.path / _MARKER)
+        if marker is not None:
+            return isinstance(marker, dict) and marker.get("format") == _FORMAT
+        # A store written before the marker existed: its commit record says what it is.
+        commit = read_json(self.path / _COMMIT)
+        return isinstance(commit, dict) and commit.get("format") == _FORMAT
 
     def _remove_existing(self):
-        if self.path.is_dir() and self._is_store_dir():
-            shutil.rmtree(self.path)
-        else:
+        if not (self.path.is_dir() and self._is_store_dir()):
             raise ValueError(
                 f"SimulationStore: mode='w' would delete {str(self.path)!r}, which is not a "
                 "SimulationStore; remove it yourself or choose another path."
             )
+        foreign = sorted(p.name for p in self.path.iterdir() if not _own_entry(p.name))
+        if foreign:
+            raise ValueError(
+                f"SimulationStore: mode='w' would delete {str(self.path)!r}, which also holds "
+                f"files the store did not write ({', '.join(foreign[:5])}"
+                f"{', ...' if len(foreign) > 5 else ''}); move them or choose another path."
+            )
+        shutil.rmtree(self.path)
+
+    def _mark(self, committed=False):
+        """Write the marker that makes this directory a store (under the lock).
+
+        ``committed`` records that a commit record was written: from then on a
+        missing one is damage, never an empty store to start afresh.
+        """
+        marker = read_json(self.path / _MARKER)
+        if marker is None or (committed and not marker.get("committed")):
+            marker = {"format": _FORMAT, "version": _VERSION, "id": uuid.uuid4().hex,
+                      **(marker or {}), "committed": committed}
+            durable_write(self.path / _MARKER, json.dumps(marker).encode())
 
     def __getstate__(self):
         # A pickled store reopens its path; "w" must not wipe the data again.
@@ -199,6 +241,11 @@ class SimulationStore:
     def _refresh(self):
         """Re-read the commit record; drop caches if the store was recreated meanwhile."""
         commit = read_json(self.path / _COMMIT)
+        if commit is None and (read_json(self.path / _MARKER) or {}).get("committed"):
+            raise ValueError(
+                f"SimulationStore: {str(self.path)!r} has lost its commit record "
+                f"({_COMMIT}) although rows were committed; the store is damaged and was left "
+                f"as it is. Restore {_COMMIT} from a backup; do not append to this store.")
         if commit is None:
             commit = {"n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": None,
                       "event_shape": None, "x_dtype": None, "uid": None}
@@ -252,6 +299,7 @@ class SimulationStore:
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
+                self._mark()
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
@@ -442,6 +490,8 @@ class SimulationStore:
                        errors_bytes=errors_bytes)
             durable_write(self.path / _COMMIT, json.dumps(new, indent=1).encode())
             self._commit = new
+            if start == 0:
+                self._mark(committed=True)
             if cols["n"] == start:
                 for name in ("theta", "ok", "round", "index"):
                     cols[name] = np.concatenate([cols[name], batch[name]])

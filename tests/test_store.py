@@ -237,6 +237,83 @@ def test_bad_paths_and_modes(tmp_path):
         SimulationStore(tmp_path / "s.zarr", mode="x")
 
 
+@pytest.mark.parametrize("lookalike", ["attrs.json", "zarr.json", ".lock", "commit.json"])
+def test_a_folder_that_only_looks_like_a_store_is_never_touched(tmp_path, lookalike):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / lookalike).write_text("{}")
+    (folder / "thesis.tex").write_text("precious")
+    for mode in ("w", "a", "r"):
+        with pytest.raises((ValueError, FileNotFoundError), match="not a SimulationStore|no store"):
+            SimulationStore(folder, mode=mode)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([lookalike, "thesis.tex"])
+    assert (folder / "thesis.tex").read_text() == "precious"
+
+
+def test_a_foreign_zarr_group_is_refused_and_kept(tmp_path):
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "theirs.zarr"), mode="w")
+    group.create_array("X", shape=(3,), dtype="f8")[:] = [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="not a SimulationStore"):
+        SimulationStore(tmp_path / "theirs.zarr").append(*_batch(2), round=0)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "theirs.zarr"))["X"][:],
+                                  [1.0, 2.0, 3.0])
+
+
+def test_overwrite_deletes_only_a_store_of_its_own_files(tmp_path):
+    path = tmp_path / "sims.zarr"
+    SimulationStore(path).append(*_batch(4), round=0)
+    assert json.loads((path / "sklearn_tmnre.json").read_text())["format"] == \
+        "sklearn_tmnre.SimulationStore"
+    (path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="did not write.*notes.txt"):
+        SimulationStore(path, mode="w")
+    assert len(SimulationStore(path, mode="r")) == 4 and (path / "notes.txt").exists()
+    (path / "notes.txt").unlink()
+    assert len(SimulationStore(path, mode="w")) == 0
+
+
+def test_a_store_from_before_the_marker_still_opens(tmp_path):
+    path = tmp_path / "sims.zarr"
+    SimulationStore(path).append(*_batch(4), round=0)
+    (path / "sklearn_tmnre.json").unlink()  # as 0.1 wrote it
+    store = SimulationStore(path)
+    assert len(store) == 4
+    store.append(*_batch(2, start=4), round=0)
+    assert (path / "sklearn_tmnre.json").exists() and len(SimulationStore(path, mode="r")) == 6
+
+
+def test_a_first_write_killed_before_its_marker_is_still_a_store(tmp_path):
+    path = tmp_path / "sims.zarr"
+    path.mkdir()
+    (path / ".lock").touch()
+    assert len(SimulationStore(path)) == 0
+
+
+def test_a_lost_commit_record_is_refused_never_wiped(tmp_path):
+    path = tmp_path / "sims.zarr"
+    SimulationStore(path).append(*_batch(5), round=0)
+    (path / "commit.json").unlink()
+    for mode in ("a", "r"):
+        with pytest.raises(ValueError, match="lost its commit record"):
+            SimulationStore(path, mode=mode)
+    # The rows are still on disk for a restore.
+    assert (path / "theta").is_dir() and (path / "X").is_dir()
+
+
+@pytest.mark.parametrize("damaged", ["commit.json", "attrs.json", "sklearn_tmnre.json"])
+def test_a_garbled_record_is_a_clear_error_naming_the_file(tmp_path, damaged):
+    path = tmp_path / "sims.zarr"
+    store = SimulationStore(path)
+    store.append(*_batch(4), round=0)
+    store.attrs["campaign"] = {"k": 1}
+    (path / damaged).write_bytes(b"{not json")
+    with pytest.raises(ValueError, match=f"{damaged}.*damaged"):
+        reopened = SimulationStore(path)
+        dict(reopened.attrs)
+
+
 def test_check_writable(tmp_path, monkeypatch):
     store = SimulationStore(tmp_path / "new" / "s.zarr")
     store.check_writable()
