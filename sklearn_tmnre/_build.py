@@ -7,11 +7,13 @@ architecture it was trained with.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
-from ._training import EpochProgress, RatioLoss, RatioNet, ValidationSplit
+from ._training import EpochProgress, RatioLoss, RatioNet, StopWhenDiverged, ValidationSplit
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
 
 __all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net",
@@ -44,7 +46,7 @@ def make_ratio_net(est, X, theta, seed):
     -------
     RatioNet
     """
-    x_mean, x_std = data_standardization(est, X.astype(np.float32))
+    x_mean, x_std = data_standardization(est, X)
     t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
     t_std = np.where(t_std > 0, t_std, 1.0)
     indices = [tuple(est.names_.index(n) for n in m) for m in est.marginals_]
@@ -56,6 +58,7 @@ def make_ratio_net(est, X, theta, seed):
     n_train = len(X) - split.n_valid(len(X))
     max_epochs = resolve_max_epochs(est.max_epochs, n_train, est.batch_size)
     callbacks = [
+        ("stop_when_diverged", StopWhenDiverged()),
         ("early_stopping", EarlyStopping(monitor=monitor, patience=est.patience,
                                          load_best=True,
                                          sink=print if est.verbose else silent)),
@@ -87,7 +90,11 @@ def make_ratio_net(est, X, theta, seed):
 
 
 
-def data_standardization(est, x32):
+# Relative spread below which a float32 feature keeps only a few distinct values.
+_FLOAT32_RESOLUTION = 1e-5
+
+
+def data_standardization(est, x):
     """Mean and scale that standardize the data, of the event's shape.
 
     Per number for plain vectors; one global pair for images and spectra,
@@ -96,15 +103,23 @@ def data_standardization(est, x32):
     standardized data too (per-position statistics would differ by sampling
     noise and break the invariance).
     """
+    # Statistics in float64: squares of float32 data beyond about 1e19 overflow.
     if est.embedding in ("cnn1d", "cnn2d"):
-        x_mean, x_std = x32.mean(), x32.std()
+        x_mean, x_std = x.mean(dtype=np.float64), x.std(dtype=np.float64)
     elif est.embedding == "deepset":
-        size, features = set_layout(x32.shape[1:], est._embedding_params().get("set_size"))
-        elements = x32.reshape(len(x32), size, features)
-        x_mean, x_std = (np.tile(stat(elements, axis=(0, 1)), (size, 1)).reshape(x32.shape[1:])
-                         for stat in (np.mean, np.std))
+        size, features = set_layout(x.shape[1:], est._embedding_params().get("set_size"))
+        elements = x.reshape(len(x), size, features)
+        x_mean, x_std = (np.tile(stat(elements, axis=(0, 1), dtype=np.float64), (size, 1))
+                         .reshape(x.shape[1:]) for stat in (np.mean, np.std))
     else:
-        x_mean, x_std = x32.mean(axis=0), x32.std(axis=0)
+        x_mean, x_std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
+    unresolved = np.count_nonzero((x_std > 0) & (x_std < _FLOAT32_RESOLUTION * np.abs(x_mean)))
+    if unresolved:
+        warnings.warn(
+            f"{unresolved} feature(s) of X vary by less than {_FLOAT32_RESOLUTION:g} of their "
+            "mean: the network computes in float32 and cannot resolve that variation. Subtract "
+            "a reference (e.g. the mean) from X in float64 before fitting.", UserWarning,
+            stacklevel=4)
     return x_mean, np.where(x_std > 0, x_std, 1.0)
 
 

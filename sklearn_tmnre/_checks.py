@@ -27,7 +27,7 @@ def marginal_label(marginal):
 
 def check_hyperparameters(est):
     """Raise a clear error for an invalid hyperparameter of ``est`` (called by ``fit``)."""
-    unexpected = getattr(est, "_unexpected_params", None)
+    unexpected = sorted(k for k in est._keyword_params() if not k.startswith("embedding__"))
     if unexpected:
         raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
                         "arguments are spelled embedding__<arg>.")

@@ -18,6 +18,7 @@ The embedding of each ``x`` is computed once and shared by both terms.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -26,8 +27,8 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch import nn
 
-__all__ = ["EpochProgress", "PairData", "RatioLoss", "RatioNet", "ValidationSplit",
-           "derangement"]
+__all__ = ["EpochProgress", "PairData", "RatioLoss", "RatioNet", "StopWhenDiverged",
+           "ValidationSplit", "check_training", "derangement"]
 
 
 class PairData:
@@ -185,6 +186,46 @@ class RatioNet(NeuralNet):
             f_joint, f_marginal = self._pair_logits(Xi)
             loss = self.criterion_(f_joint, f_marginal)
         return {"loss": loss, "y_pred": f_joint}
+
+
+class StopWhenDiverged(Callback):
+    """Stop training at the end of the first epoch whose loss is not finite.
+
+    The epoch is marked ``diverged`` in the history; early stopping then
+    restores the best weights of the finite epochs before it, if any, and
+    :meth:`TMNREEstimator.fit` decides whether that is a model or an error.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        if not all(np.isfinite(row[k]) for k in ("train_loss", "valid_loss") if k in row):
+            net.history.record("diverged", True)
+            raise KeyboardInterrupt  # skorch's way to end fit early (on_train_end still runs)
+
+
+def check_training(history):
+    """Raise if training diverged before any finite epoch; warn if it diverged later.
+
+    Parameters
+    ----------
+    history : skorch History
+        The history of a finished fit.
+    """
+    if not len(history) or not history[-1].get("diverged"):
+        return
+    monitor = "valid_loss" if "valid_loss" in history[-1] else "train_loss"
+    finite = [row for row in history[:-1] if np.isfinite(row[monitor])]
+    advice = ("lower the learning rate (lr), and check that X and theta hold no extreme "
+              "values (rescale data spanning many orders of magnitude, e.g. take logs)")
+    if not finite:
+        raise ValueError(f"Training diverged: the loss was not finite from epoch "
+                         f"{history[-1]['epoch']} on, and no epoch before it gave a usable "
+                         f"model; {advice}.")
+    best = min(finite, key=lambda row: row[monitor])
+    warnings.warn(f"Training diverged at epoch {history[-1]['epoch']} (loss not finite) and "
+                  f"stopped; the weights of epoch {best['epoch']} ({monitor} "
+                  f"{best[monitor]:.4g}) were restored. To train longer, {advice}.",
+                  UserWarning, stacklevel=3)
 
 
 class EpochProgress(Callback):

@@ -36,7 +36,7 @@ from ._checks import (
 )
 from ._grids import grid_logits, grid_masses, row_axes, zoomed_grid_masses
 from ._threads import torch_compute
-from ._training import PairData
+from ._training import PairData, check_training
 from .posterior import MarginalPosterior, hpd_extent
 from .prior import Prior
 
@@ -228,18 +228,22 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
-        unexpected = sorted(k for k in embedding_params if not k.startswith("embedding__"))
-        if unexpected:
-            # Reported by fit: scikit-learn estimators never raise in __init__.
-            self._unexpected_params = unexpected
+        # Every keyword is stored, a misspelled one too: it stays among get_params, so
+        # that clone keeps it and fit reports it (scikit-learn estimators never raise in
+        # __init__), instead of a clone training silently with the default.
         for key, value in embedding_params.items():
-            if key.startswith("embedding__"):
-                setattr(self, key, value)
+            setattr(self, key, value)
 
     # ----------------------------------------------------- sklearn plumbing
+    def _keyword_params(self):
+        """Names of the keyword arguments stored beyond the signature's parameters."""
+        declared = set(self._get_param_names())
+        return [k for k in vars(self) if not k.startswith("_") and not k.endswith("_")
+                and k not in declared]
+
     def get_params(self, deep=True):
         params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith("embedding__")})
+        params.update({k: getattr(self, k) for k in self._keyword_params()})
         return params
 
     def set_params(self, **params):
@@ -325,6 +329,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             self.net_ = make_ratio_net(self, X, theta, seed)
             self.net_.fit(PairData(float_tensor(X), float_tensor(theta)), None)
         self.net_.module_.eval()
+        check_training(self.net_.history)
         return self
 
     # ------------------------------------------------------------ inference

@@ -141,6 +141,17 @@ def test_parameters_without_a_marginal_are_marginalized():
         assert list(interval.columns.get_level_values(0).unique()) == ["a", "b"]
 
 
+def test_a_misspelled_argument_survives_clone_and_fit_reports_it(problem):
+    _, X, theta = problem
+    est = TMNREEstimator(hiden_features=8)
+    for candidate in (est, clone(est), clone(clone(est))):
+        assert candidate.get_params()["hiden_features"] == 8
+        with pytest.raises(TypeError, match=r"unexpected arguments \['hiden_features'\]"):
+            candidate.fit(X[:50], theta[:50])
+    routed = clone(TMNREEstimator(embedding="mlp", embedding__hidden=(8,)))
+    assert routed.get_params()["embedding__hidden"] == (8,)
+
+
 def test_ndarray_and_1d_targets(problem):
     _, X, theta = problem
     est = TMNREEstimator(**TINY).fit(X[:300], theta.to_numpy()[:300])

@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
+from skorch.callbacks import Callback
 
+from sklearn_tmnre import TMNREEstimator
 from sklearn_tmnre._training import PairData, RatioLoss, ValidationSplit, _Batches, derangement
 
 
@@ -47,3 +50,54 @@ def test_ratio_loss_is_bce_plus_balance():
     torch.testing.assert_close(RatioLoss(balance=3.0)(fj, fm), bce + 3.0 * (gap**2).sum())
     # the optimum of the BCE for a fixed pair of densities is the log ratio
     assert np.isclose(float(RatioLoss()(torch.zeros(1, 1), torch.zeros(1, 1))), 2 * np.log(2))
+
+
+# ---------------------------------------------------------------- training health
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-1, 1, (n, 2))
+    return theta + 0.1 * rng.standard_normal((n, 2)), theta
+
+
+class _PoisonAt(Callback):
+    """Sets the first weight to NaN during one epoch (1-based): that epoch diverges."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            with torch.no_grad():
+                next(net.module_.parameters()).fill_(float("nan"))
+
+
+def test_a_training_that_diverges_at_once_is_an_error():
+    X, theta = _data()
+    est = TMNREEstimator(max_epochs=5, random_state=0, callbacks=[("poison", _PoisonAt(1))])
+    with pytest.raises(ValueError, match="diverged.*lower the learning rate"):
+        est.fit(X, theta)
+
+
+def test_a_later_divergence_restores_the_best_finite_epoch_with_a_warning():
+    X, theta = _data()
+    est = TMNREEstimator(max_epochs=20, random_state=0, callbacks=[("poison", _PoisonAt(5))])
+    with pytest.warns(UserWarning, match="diverged at epoch 5.*weights of epoch [1-4]"):
+        est.fit(X, theta)
+    assert len(est.net_.history) == 5
+    assert np.isfinite(est.predict(X[:3])).all()
+
+
+def test_data_far_from_unit_scale_trains_like_unit_data():
+    X, theta = _data()
+    est = TMNREEstimator(max_epochs=30, random_state=0).fit(X, theta)
+    scaled = TMNREEstimator(max_epochs=30, random_state=0).fit(X * 1e30, theta)
+    # Squares of 1e30 overflow float32: the statistics are taken in float64.
+    rmse = [np.sqrt(np.mean((model.predict(data) - theta[:100]) ** 2))
+            for model, data in ((est, X[:100]), (scaled, X[:100] * 1e30))]
+    assert rmse[1] < 1.3 * rmse[0] + 0.01
+
+
+def test_variation_float32_cannot_resolve_is_warned_about():
+    X, theta = _data()
+    with pytest.warns(UserWarning, match="cannot resolve"):
+        TMNREEstimator(max_epochs=1, random_state=0).fit(1e9 + X, theta)
