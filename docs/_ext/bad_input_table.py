@@ -16,6 +16,7 @@ where the argument is one of the groups in :data:`GROUPS`.
 
 import os
 import re
+import tempfile
 import time
 import warnings
 
@@ -74,6 +75,33 @@ def _with_nan(a, value=np.nan):
     a = np.array(a, dtype=float)
     a[1, 0] = value
     return a
+
+
+def _clone(est):
+    from sklearn.base import clone
+
+    return clone(est)
+
+
+def _folder(files):
+    """A new folder holding ``files`` ({name: text})."""
+    path = tempfile.mkdtemp(prefix="bad-input-")
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)
+    return path
+
+
+def _store_with(files, remove=None):
+    """A store with two rows, then ``files`` written into it and ``remove`` deleted."""
+    path = os.path.join(tempfile.mkdtemp(prefix="bad-input-"), "sims.zarr")
+    _api("SimulationStore")(path).append(pd.DataFrame({"a": [0.0, 0.5]}), np.zeros((2, 3)))
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w") as f:
+            f.write(text)
+    if remove:
+        os.remove(os.path.join(path, remove))
+    return path
 
 
 def _simulator(theta, rng):
@@ -242,6 +270,9 @@ GROUPS = {
         ("TMNREEstimator(balance=...)", "-1",
          lambda: _new_estimator(balance=-1).fit(_fixtures()["X"], _fixtures()["theta"]),
          "error"),
+        ("clone(TMNREEstimator(hiden_features=8)).fit(X, y)", "a misspelled argument",
+         lambda: _clone(_new_estimator(hiden_features=8)).fit(_fixtures()["X"],
+                                                             _fixtures()["theta"]), "error"),
         ("TMNREEstimator(lr=...)", "0",
          lambda: _new_estimator(lr=0).fit(_fixtures()["X"], _fixtures()["theta"]), "error"),
         ("TMNREEstimator(validation_fraction=...)", "1.0",
@@ -277,6 +308,12 @@ GROUPS = {
          lambda: _fixtures()["est"].posterior(np.array([np.nan, 0.0, 0.0])), "error"),
         ("posterior(x_o)", "x_o of the wrong length (2, fitted on 3)",
          lambda: _fixtures()["est"].posterior(np.zeros(2)), "error"),
+        ("credibility(est, X, theta)", "X with another event shape ((4, 1), fitted on 3)",
+         lambda: _api("metrics.credibility")(_fixtures()["est"], np.zeros((4, 1)),
+                                             _fixtures()["theta"][:4]), "error"),
+        ("credibility(est, X, theta)", "X with NaN",
+         lambda: _api("metrics.credibility")(_fixtures()["est"], _with_nan(_fixtures()["X"]),
+                                             _fixtures()["theta"]), "error"),
         ("posterior(x_o).sample(n, marginal)", "a marginal that was not estimated",
          lambda: _fixtures()["est"].posterior(_fixtures()["x_o"]).sample(
              10, marginal=("a", "b")), "error"),
@@ -287,6 +324,9 @@ GROUPS = {
              _fixtures()["x_o"], estimator=_fixtures()["est"]), "error"),
         ("Truncator(epsilon=...)", "epsilon=2",
          lambda: _api("Truncator")(_fixtures()["prior"], epsilon=2).fit(
+             _fixtures()["x_o"], estimator=_fixtures()["est"]), "error"),
+        ("Truncator(tail_mass=...)", "tail_mass=0.5",
+         lambda: _api("Truncator")(_fixtures()["prior"], tail_mass=0.5).fit(
              _fixtures()["x_o"], estimator=_fixtures()["est"]), "error"),
         ("Truncator.fit(x_o, estimator)", "x_o with NaN",
          lambda: _api("Truncator")(_fixtures()["prior"]).fit(
@@ -305,6 +345,20 @@ GROUPS = {
          lambda: _api("Truncator")(_fixtures()["prior"]).fit(
              _fixtures()["x_o"], estimator=_fixtures()["est"]).transform(np.zeros((2, 3))),
          "error"),
+    ],
+    "store": [
+        ("SimulationStore(path, mode='w')", "a folder holding attrs.json and the user's files",
+         lambda: _api("SimulationStore")(_folder({"attrs.json": "{}", "thesis.tex": "x"}),
+                                         mode="w"), "error"),
+        ("SimulationStore(path)", "a zarr group that is not a store",
+         lambda: _api("SimulationStore")(_folder({"zarr.json": "{}"})), "error"),
+        ("SimulationStore(path, mode='w')", "a store holding a file it did not write",
+         lambda: _api("SimulationStore")(_store_with({"notes.txt": "mine"}), mode="w"),
+         "error"),
+        ("SimulationStore(path)", "a store whose commit.json was lost",
+         lambda: _api("SimulationStore")(_store_with({}, remove="commit.json")), "error"),
+        ("SimulationStore(path)", "a garbled commit.json",
+         lambda: _api("SimulationStore")(_store_with({"commit.json": "{not json"})), "error"),
     ],
     "tmnre": [
         ("TMNRE(simulator, ...).fit(x_o)", "simulator not callable",
