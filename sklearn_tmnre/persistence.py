@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
@@ -111,94 +110,20 @@ def _scalar(value, what):
 
 
 # ------------------------------------------------------------------------ prior
-def _distribution_to_json(name, frozen):
-    dist = frozen.dist
-    args = [_scalar(a, f"prior parameter {name!r}: argument") for a in frozen.args]
-    kwds = {k: _scalar(v, f"prior parameter {name!r}: {k}") for k, v in frozen.kwds.items()}
-    if isinstance(dist, stats.rv_histogram):
-        hist, edges = dist._histogram
-        return {"distribution": "rv_histogram", "histogram": np.asarray(hist, float).tolist(),
-                "bin_edges": np.asarray(edges, float).tolist(),
-                "density": bool(getattr(dist, "_density", False)), "args": args, "kwds": kwds}
-    named = getattr(stats, dist.name, None)
-    if not isinstance(named, stats.rv_continuous) or type(named) is not type(dist):
-        raise ValueError(
-            f"prior parameter {name!r}: {type(dist).__name__} is not a named scipy.stats "
-            "distribution nor an rv_histogram, so it cannot be written as data; use one of "
-            "scipy.stats' distributions (or pickle the estimator).")
-    return {"distribution": dist.name, "args": args, "kwds": kwds}
-
-
-def _distribution_from_json(name, spec):
-    kind = spec.get("distribution")
-    args, kwds = list(spec.get("args", [])), dict(spec.get("kwds", {}))
-    if kind == "rv_histogram":
-        generator = stats.rv_histogram((np.asarray(spec["histogram"], float),
-                                        np.asarray(spec["bin_edges"], float)),
-                                       density=bool(spec["density"]))
-    else:
-        generator = getattr(stats, str(kind), None)
-        # Only scipy's own distribution objects are looked up: nothing else is called.
-        if not isinstance(generator, stats.rv_continuous):
-            raise ValueError(f"config.json: prior parameter {name!r} has distribution "
-                             f"{kind!r}, which is not a continuous scipy.stats distribution "
-                             f"in scipy {importlib.import_module('scipy').__version__}.")
-    return generator(*args, **kwds)
-
-
 def prior_to_json(prior):
-    """Describe a :class:`~sklearn_tmnre.Prior` as JSON-serializable data.
+    """Describe a :class:`~sklearn_tmnre.Prior` as JSON data: :meth:`Prior.to_dict`.
 
-    Parameters
-    ----------
-    prior : Prior
-        Its distributions must be named ``scipy.stats`` distributions or
-        ``rv_histogram`` ones.
-
-    Returns
-    -------
-    dict
-        ``names``, ``distributions`` (name, args, kwds; histogram arrays for
-        ``rv_histogram``) and ``bounds`` (the box, one ``[low, high]`` per name).
-
-    Examples
-    --------
-    >>> from scipy import stats
-    >>> from sklearn_tmnre import Prior
-    >>> prior = Prior({"a": stats.uniform(-1, 2)})
-    >>> prior_from_json(prior_to_json(prior)) == prior
-    True
+    Kept for code written against 0.1; the serialized form is owned by
+    :class:`~sklearn_tmnre.Prior`.
     """
     if not isinstance(prior, Prior):
         raise TypeError(f"prior must be a sklearn_tmnre.Prior; got {type(prior).__name__}.")
-    return {
-        "names": list(prior.names),
-        "distributions": [_distribution_to_json(n, d) for n, d in prior.distributions.items()],
-        "bounds": prior.bounds.tolist(),
-    }
+    return prior.to_dict()
 
 
 def prior_from_json(data):
-    """Rebuild a :class:`~sklearn_tmnre.Prior` from :func:`prior_to_json` output.
-
-    Parameters
-    ----------
-    data : dict
-
-    Returns
-    -------
-    Prior
-    """
-    try:
-        names, specs, bounds = data["names"], data["distributions"], data["bounds"]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"config.json: the prior lacks names, distributions or bounds "
-                         f"({exc!r}).") from None
-    if len(names) != len(specs):
-        raise ValueError(f"config.json: the prior names {len(names)} parameters but describes "
-                         f"{len(specs)} distributions.")
-    dists = {str(n): _distribution_from_json(n, s) for n, s in zip(names, specs)}
-    return Prior(dists, bounds=np.asarray(bounds, dtype=float))
+    """Rebuild a :class:`~sklearn_tmnre.Prior` from JSON data: :meth:`Prior.from_dict`."""
+    return Prior.from_dict(data)
 
 
 # ----------------------------------------------------------------------- saving

@@ -19,6 +19,7 @@ import numbers
 
 import numpy as np
 import pandas as pd
+import scipy
 from scipy import stats
 from sklearn.utils import check_random_state
 
@@ -126,6 +127,9 @@ class Prior:
 
     def __init__(self, distributions, bounds=None):
         if isinstance(distributions, Prior):
+            # A truncated prior keeps its box unless bounds are given.
+            if bounds is None and distributions.is_truncated:
+                bounds = distributions.bounds
             distributions = distributions.distributions
         if isinstance(distributions, dict):
             items = list(distributions.items())
@@ -418,14 +422,110 @@ class Prior:
             parts.append(f"{name}: {desc}")
         return "Prior({" + "; ".join(parts) + "})"
 
+    # ------------------------------------------------------------ serialization
+    def to_dict(self):
+        """The prior as JSON-serializable data: the one serialized form of a prior.
+
+        Its distributions must be named ``scipy.stats`` distributions or
+        ``rv_histogram`` ones.
+
+        Returns
+        -------
+        dict
+            ``names``, ``distributions`` (name, args, kwds; histogram arrays for
+            ``rv_histogram``) and ``bounds`` (the box, one ``[low, high]`` per name).
+
+        Examples
+        --------
+        >>> from scipy import stats
+        >>> prior = Prior({"a": stats.uniform(-1, 2)}).truncate({"a": (0, 1)})
+        >>> Prior.from_dict(prior.to_dict()) == prior
+        True
+        """
+        return {
+            "names": list(self.names),
+            "distributions": [_distribution_to_dict(n, d)
+                              for n, d in self.distributions.items()],
+            "bounds": self.bounds.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild a prior from :meth:`to_dict` output.
+
+        Only ``scipy.stats``' own distributions are looked up by name; nothing
+        else in the data is called.
+
+        Parameters
+        ----------
+        data : dict
+
+        Returns
+        -------
+        Prior
+        """
+        try:
+            names, specs, bounds = data["names"], data["distributions"], data["bounds"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"Prior.from_dict: the data lack names, distributions or bounds "
+                             f"({exc!r}).") from None
+        if len(names) != len(specs):
+            raise ValueError(f"Prior.from_dict: {len(names)} names but {len(specs)} "
+                             "distributions.")
+        dists = {str(n): _distribution_from_dict(n, spec) for n, spec in zip(names, specs)}
+        return cls(dists, bounds=np.asarray(bounds, dtype=float))
+
     def __eq__(self, other):
         if not isinstance(other, Prior):
             return NotImplemented
-        return (
-            self.names == other.names
-            and np.array_equal(self._bounds, other._bounds)
-            and all(a.dist.name == b.dist.name and a.args == b.args and a.kwds == b.kwds
-                    for a, b in zip(self.distributions.values(), other.distributions.values()))
-        )
+        if self.names != other.names or not np.array_equal(self._bounds, other._bounds):
+            return False
+        try:
+            return self.to_dict() == other.to_dict()
+        except ValueError:  # a distribution without a data form: compare the objects
+            return all(a is b for a, b in zip(self.distributions.values(),
+                                              other.distributions.values()))
 
     __hash__ = None
+
+
+def _scalar(value, what):
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be a number to be serialized; got {value!r}.")
+    return float(arr)
+
+
+def _distribution_to_dict(name, frozen):
+    dist = frozen.dist
+    args = [_scalar(a, f"prior parameter {name!r}: argument") for a in frozen.args]
+    kwds = {k: _scalar(v, f"prior parameter {name!r}: {k}") for k, v in frozen.kwds.items()}
+    if isinstance(dist, stats.rv_histogram):
+        hist, edges = dist._histogram
+        return {"distribution": "rv_histogram", "histogram": np.asarray(hist, float).tolist(),
+                "bin_edges": np.asarray(edges, float).tolist(),
+                "density": bool(getattr(dist, "_density", False)), "args": args, "kwds": kwds}
+    named = getattr(stats, dist.name, None)
+    if not isinstance(named, stats.rv_continuous) or type(named) is not type(dist):
+        raise ValueError(
+            f"prior parameter {name!r}: {type(dist).__name__} is not a named scipy.stats "
+            "distribution nor an rv_histogram, so it cannot be written as data; use one of "
+            "scipy.stats' distributions (or pickle the estimator).")
+    return {"distribution": dist.name, "args": args, "kwds": kwds}
+
+
+def _distribution_from_dict(name, spec):
+    kind = spec.get("distribution")
+    args, kwds = list(spec.get("args", [])), dict(spec.get("kwds", {}))
+    if kind == "rv_histogram":
+        generator = stats.rv_histogram((np.asarray(spec["histogram"], float),
+                                        np.asarray(spec["bin_edges"], float)),
+                                       density=bool(spec["density"]))
+    else:
+        generator = getattr(stats, str(kind), None)
+        # Only scipy's own distribution objects are looked up: nothing else is called.
+        if not isinstance(generator, stats.rv_continuous):
+            raise ValueError(f"prior parameter {name!r} has distribution {kind!r}, which is "
+                             "not a continuous scipy.stats distribution in scipy "
+                             f"{scipy.__version__}.")
+    return generator(*args, **kwds)

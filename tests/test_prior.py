@@ -161,3 +161,32 @@ def test_many_parameters_vectorized_by_family_match_scipy():
     np.testing.assert_allclose(prior.log_prob_per_param(theta), expected, rtol=1e-10)
     expected_u = np.column_stack([d.cdf(theta[n]) for n, d in dists.items()])
     np.testing.assert_allclose(prior.to_unit(theta).to_numpy(), expected_u, rtol=1e-9)
+
+
+def test_a_truncated_prior_passed_to_prior_keeps_its_box():
+    box = Prior({"a": stats.uniform(-1, 2), "b": stats.norm(0, 1)}).truncate({"a": (0, 0.5)})
+    again = Prior(box)
+    assert again == box and again.bounds[0].tolist() == [0.0, 0.5]
+    assert Prior(box, bounds={"a": (-1, 1)}).bounds[0].tolist() == [-1.0, 1.0]
+
+
+def test_equality_compares_the_distributions_themselves():
+    edges = np.array([0.0, 1.0, 2.0])
+    one = Prior({"a": stats.rv_histogram((np.array([1, 2]), edges))()})
+    other = Prior({"a": stats.rv_histogram((np.array([2, 1]), edges))()})
+    assert one != other
+    assert one == Prior.from_dict(one.to_dict())
+
+
+def test_the_serialized_form_round_trips_and_refuses_code():
+    prior = Prior({"a": stats.uniform(-1, 2), "b": stats.norm(0, 1)}).truncate({"b": (0, 1)})
+    data = prior.to_dict()
+    assert Prior.from_dict(data) == prior
+    import json
+
+    assert Prior.from_dict(json.loads(json.dumps(data))) == prior
+    data["distributions"][0]["distribution"] = "os.system"
+    with pytest.raises(ValueError, match="not a continuous scipy.stats distribution"):
+        Prior.from_dict(data)
+    with pytest.raises(ValueError, match="lack names"):
+        Prior.from_dict({"names": ["a"]})
