@@ -63,7 +63,7 @@ import torch
 from scipy import stats
 
 from sklearn_tmnre import TMNRE, TMNREEstimator, Truncator
-from sklearn_tmnre.plotting import corner
+from sklearn_tmnre.plotting import corner, truncation_plot
 from sklearn_tmnre.tasks.cmb import FIDUCIAL, PLANCK_SIGMA, SPECTRUM_UNITS, cmb_spectrum
 
 parser = argparse.ArgumentParser(description="CMB power-spectrum forecast with TMNRE.")
@@ -147,6 +147,8 @@ print("\nRounds (mass: prior mass of the box each round sampled):")
 print(run.rounds_[["round", "n_simulated", "n_reused", "mass", "val_loss", "seconds"]]
       .round(4).to_string(index=False))
 print(f"box found after the last round: mass {run.truncator_.mass_:.4g}")
+fig = truncation_plot(run, truths=dict(FIDUCIAL))
+fig.savefig(OUT / "cmb_truncation.png", dpi=100)
 widths = pd.DataFrame({f"round {r}": [(hi - lo) / 2 for lo, hi in bounds.values()]
                        for r, bounds in zip(run.rounds_["round"], run.rounds_["bounds"])},
                       index=names)

@@ -1,4 +1,5 @@
-"""Plots: corner plots of marginal posteriors, coverage curves, training curves.
+"""Plots: corner plots of marginal posteriors, coverage curves, training curves, and the
+truncation of a TMNRE run round by round.
 
 matplotlib is an optional extra (``pip install 'sklearn-tmnre[plot]'``) and is
 imported only when a plot is drawn.
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
-__all__ = ["corner", "coverage_plot", "training_curve"]
+__all__ = ["corner", "coverage_plot", "training_curve", "truncation_plot"]
 
 # Central probability of each parameter's plotted range (then padded): wide
 # enough for the 0.95 contour's tails, narrow enough that a posterior much
@@ -416,3 +417,78 @@ def training_curve(estimator, ax=None):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend()
     return ax.figure
+
+
+def truncation_plot(run, truths=None, labels=None, names=None):
+    """The box of every round of a TMNRE run, per parameter, and its prior mass.
+
+    Parameters
+    ----------
+    run : TMNRE
+        A fitted run (its ``rounds_``, ``prior_`` and ``truncator_`` are read).
+    truths : dict, Series or array-like, optional
+        True parameter values, drawn as horizontal lines.
+    labels : dict or list of str, optional
+        Axis labels per parameter (default: the names).
+    names : list of str, optional
+        Parameters to show (default: all).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The first panel is the prior mass of the box each round sampled (log
+        scale) and of the box the last round found; then one panel per
+        parameter with the interval each round sampled and the final box.
+        Infinite bounds (an unbounded prior's round 0) are drawn up to the
+        panel's edge.
+
+    Examples
+    --------
+    >>> truncation_plot(run, truths=task.true_parameters(1))   # doctest: +SKIP
+    """
+    plt = _pyplot()
+    if not hasattr(run, "rounds_"):
+        raise ValueError(f"run must be a fitted TMNRE (with rounds_); got "
+                         f"{type(run).__name__} without it (call fit first).")
+    all_names = list(run.prior_.names)
+    names = all_names if names is None else [str(n) for n in names]
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        raise ValueError(f"names {unknown} are not parameters of the run ({all_names}).")
+    labels = _labels(labels, names)
+    truths = _parameter_values(truths, all_names, "truths")
+    rounds = run.rounds_
+    final = {n: tuple(b) for n, b in zip(all_names, run.prior_.bounds)}
+    boxes = [*rounds["bounds"], final]
+    ticks = [str(r) for r in rounds["round"]] + ["final"]
+    x = np.arange(len(boxes))
+
+    n_panels = len(names) + 1
+    ncols = min(4, n_panels)
+    nrows = -(-n_panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows),
+                             layout="constrained", squeeze=False)
+    axes = axes.ravel()
+    masses = [*rounds["mass"], run.truncator_.mass_]
+    axes[0].semilogy(x, masses, "o-", color="0.3")
+    axes[0].set_ylabel("prior mass of the box")
+    for ax, name, label in zip(axes[1:], names, labels):
+        lows = np.array([box[name][0] for box in boxes], dtype=float)
+        highs = np.array([box[name][1] for box in boxes], dtype=float)
+        finite = np.concatenate([lows[np.isfinite(lows)], highs[np.isfinite(highs)]])
+        span = np.ptp(finite) if len(finite) > 1 else 1.0
+        edge = (finite.min() - 0.1 * span, finite.max() + 0.1 * span)
+        lows, highs = np.where(np.isfinite(lows), lows, edge[0]), np.where(
+            np.isfinite(highs), highs, edge[1])
+        colors = ["C0"] * len(rounds) + ["C1"]
+        ax.vlines(x, lows, highs, colors=colors, lw=6, alpha=0.7)
+        if name in truths:
+            ax.axhline(truths[name], color="C3", ls="--", lw=1)
+        ax.set_ylabel(label)
+        ax.set_ylim(*edge)
+    for ax in axes[:n_panels]:
+        ax.set_xticks(x, ticks)
+        ax.set_xlabel("round")
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig

@@ -220,3 +220,34 @@ def test_training_curve(training_data, validation_fraction, tmp_path):
 def test_training_curve_needs_a_fitted_model():
     with pytest.raises(ValueError, match="call fit first"):
         training_curve(TMNREEstimator())
+
+
+def test_truncation_plot_shows_every_round_and_the_final_box(tmp_path):
+    from types import SimpleNamespace
+
+    from sklearn_tmnre.plotting import truncation_plot
+
+    prior = Prior({"a": stats.uniform(-5, 10), "b": stats.norm(0, 1)})
+    rounds = pd.DataFrame({
+        "round": [0, 1], "mass": [1.0, 0.2],
+        "bounds": [{"a": (-5.0, 5.0), "b": (-np.inf, np.inf)},
+                   {"a": (-1.0, 3.0), "b": (-2.0, 2.0)}]})
+    final = prior.truncate({"a": (0.0, 2.0), "b": (-1.0, 1.0)})
+    run = SimpleNamespace(rounds_=rounds, prior_=final, truncator_=SimpleNamespace(mass_=0.05))
+    fig = truncation_plot(run, truths={"a": 1.0, "b": 0.0}, labels={"a": "alpha"})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3  # the mass, then one panel per parameter
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["0", "1", "final"]
+    assert axes[1].get_ylabel() == "alpha" and axes[2].get_ylabel() == "b"
+    np.testing.assert_allclose(axes[0].lines[0].get_ydata(), [1.0, 0.2, 0.05])
+    # Each round's interval is a bar from low to high; infinite bounds stop at the edge.
+    segments = axes[1].collections[0].get_segments()
+    np.testing.assert_allclose([s[:, 1] for s in segments], [[-5, 5], [-1, 3], [0, 2]])
+    low, high = axes[2].get_ylim()
+    assert np.isfinite([low, high]).all() and low < -2 and high > 2
+    fig.savefig(tmp_path / "truncation.png")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="fitted TMNRE"):
+        truncation_plot(object())
+    with pytest.raises(ValueError, match="not parameters"):
+        truncation_plot(run, names=["c"])
