@@ -11,10 +11,13 @@ import numbers
 
 import numpy as np
 import pandas as pd
+import torch
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
+from .networks import EMBEDDINGS
 from .prior import Prior
 
-__all__ = ["FLOAT32_MAX", "check_hyperparameters", "check_support", "marginal_label",
+__all__ = ["FLOAT32_MAX", "PARAMETER_CONSTRAINTS", "check_hyperparameters", "check_support", "marginal_label",
            "parameter_names", "resolve_marginals", "validate_theta"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -25,50 +28,68 @@ def marginal_label(marginal):
     return "|".join(marginal)
 
 
+# Upper bounds that keep a typo from allocating the machine's memory (n_negatives=10**9
+# did): far above any useful value.
+MAX_NEGATIVES = 1024
+MAX_GRID_1D = 1 << 16
+MAX_GRID_2D = 4096
+
+
+def _integers(low, high=None):
+    return Interval(numbers.Integral, low, high, closed="both" if high else "left")
+
+
+#: The declared constraints of every TMNREEstimator hyperparameter, checked by
+#: scikit-learn's validation in ``fit`` (``_validate_params``).
+PARAMETER_CONSTRAINTS = {
+    "prior": [Prior, None],
+    "marginals": [StrOptions({"1d", "2d", "1d+2d"}), list, tuple],
+    "embedding": [StrOptions(set(EMBEDDINGS)), type, torch.nn.Module],
+    "embedding_dim": [_integers(1)],
+    "hidden_features": [_integers(1), StrOptions({"auto"})],
+    "num_blocks": [_integers(0)],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    "balance": [Interval(numbers.Real, 0, None, closed="left")],
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+    "batch_size": [_integers(2)],
+    "max_epochs": [_integers(1), StrOptions({"auto"})],
+    "patience": [_integers(1)],
+    "lr_schedule": [StrOptions({"cosine", "plateau"})],
+    "n_threads": [_integers(1), None],
+    "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "n_negatives": [_integers(1, MAX_NEGATIVES)],
+    "n_ensemble": [_integers(1)],
+    "fourier_features": [_integers(0)],
+    "fourier_scale": [Interval(numbers.Real, 0, None, closed="neither")],
+    "n_grid_1d": [_integers(2, MAX_GRID_1D)],
+    "n_grid_2d": [_integers(2, MAX_GRID_2D)],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "callbacks": [list, None],
+}
+
+
 def check_hyperparameters(est):
-    """Raise a clear error for an invalid hyperparameter of ``est`` (called by ``fit``)."""
+    """Raise a clear error for an invalid hyperparameter of ``est`` (called by ``fit``).
+
+    The declared constraints (:data:`PARAMETER_CONSTRAINTS`) are checked by
+    scikit-learn; on top of them a boolean is not an integer (``True`` would
+    pass as 1) and keywords must be ``embedding__<arg>``.
+    """
     unexpected = sorted(k for k in est._keyword_params() if not k.startswith("embedding__"))
     if unexpected:
         raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
                         "arguments are spelled embedding__<arg>.")
-
-    def positive_int(name, minimum=1):
+    for name, constraints in PARAMETER_CONSTRAINTS.items():
         value = getattr(est, name)
-        if not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-    for name in ("embedding_dim", "patience"):
-        positive_int(name)
-    for name in ("hidden_features", "max_epochs"):
-        value = getattr(est, name)
-        if not (isinstance(value, str) and value == "auto") and not (
-                isinstance(value, numbers.Integral) and value >= 1):
-            raise ValueError(f"{name} must be 'auto' or an integer >= 1; got {value!r}.")
-    if est.lr_schedule not in ("cosine", "plateau"):
-        raise ValueError(f"lr_schedule must be 'cosine' or 'plateau'; got {est.lr_schedule!r}.")
-    if est.n_threads is not None:
-        positive_int("n_threads")
-    positive_int("num_blocks", 0)
-    positive_int("n_negatives", 1)
-    positive_int("n_ensemble", 1)
-    positive_int("fourier_features", 0)
-    if not (isinstance(est.fourier_scale, numbers.Real) and est.fourier_scale > 0):
-        raise ValueError(f"fourier_scale must be a positive number; got {est.fourier_scale!r}.")
-    positive_int("batch_size", 2)
-    positive_int("n_grid_1d", 2)
-    positive_int("n_grid_2d", 2)
-    if not 0 <= est.dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1); got {est.dropout!r}.")
-    if not (isinstance(est.balance, numbers.Real) and est.balance >= 0):
-        raise ValueError(f"balance must be a number >= 0; got {est.balance!r}.")
-    if not (isinstance(est.lr, numbers.Real) and est.lr > 0):
-        raise ValueError(f"lr must be a positive number; got {est.lr!r}.")
-    if not 0 <= est.validation_fraction < 1:
-        raise ValueError(
-            f"validation_fraction must be in [0, 1); got {est.validation_fraction!r}.")
-    if est.prior is not None and not isinstance(est.prior, Prior):
-        raise TypeError(f"prior must be a sklearn_tmnre.Prior or None; got "
-                        f"{type(est.prior).__name__}.")
+        if isinstance(value, bool | np.bool_) and any(
+                isinstance(c, Interval) for c in constraints):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of TMNREEstimator must be a number, not a boolean; "
+                f"got {value!r}.")
+    est._validate_params()
 
 
 def parameter_names(y, prior):

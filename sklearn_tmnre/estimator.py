@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._build import float_tensor, make_ratio_net
 from ._checks import (
     FLOAT32_MAX,
+    PARAMETER_CONSTRAINTS,
     check_hyperparameters,
     check_support,
     marginal_label,
@@ -115,7 +116,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     n_negatives : int, default=2
         Marginal (shuffled) pairs per joint pair in each step, each from a
         fresh derangement of the batch; more negatives lower the gradient
-        noise, at a cost that grows as ``1 + n_negatives``.
+        noise, at a cost that grows as ``1 + n_negatives`` (at most 1,024).
     n_ensemble : int, default=1
         Networks trained side by side (each with its own embedding and heads,
         differing in their initial weights); the logit is their mean. Costs
@@ -127,9 +128,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     fourier_scale : float, default=1.0
         Standard deviation of the Fourier frequencies (in standardized units).
     n_grid_1d : int, default=256
-        Grid cells per parameter for 1-d posteriors.
+        Grid cells per parameter for 1-d posteriors (at most 65,536).
     n_grid_2d : int, default=128
-        Grid cells per parameter for 2-d posteriors.
+        Grid cells per parameter for 2-d posteriors (at most 4,096).
     device : str, default="cpu"
         Torch device (``"cuda"`` for a GPU).
     random_state : int, RandomState or None
@@ -171,6 +172,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     >>> est.predict(X[:2]).shape
     (2, 1)
     """
+
+    _parameter_constraints: dict = dict(PARAMETER_CONSTRAINTS)
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ fully separable.
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,8 @@ __all__ = [
 _MASS_BYTES_PER_CALL = 2**24
 # Rows of the first block, before the cost of one row is known.
 _FIRST_BLOCK = 64
+# Projected seconds of a credibility call above which it shows a progress bar.
+_PROGRESS_SECONDS = 5.0
 # Default nominal levels of coverage_scorer: 0.05, 0.10, ..., 0.95.
 _SCORER_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
 
@@ -167,8 +170,9 @@ def credibility(estimator, X, theta, dims=None):
     dims = _check_dims(dims)
     names = list(estimator.names_)
     theta = _theta_array(estimator, theta, len(X))
-    columns, blocks = None, []
+    columns, blocks, bar = None, [], None
     start, step = 0, _FIRST_BLOCK
+    began = time.perf_counter()
     while start < len(X):
         stop = min(start + step, len(X))
         if dims is None:
@@ -186,6 +190,17 @@ def credibility(estimator, X, theta, dims=None):
         blocks.append(np.column_stack([levels[m] for m in columns]))
         bytes_per_row = sum(v.nbytes for v in masses.values()) / (stop - start)
         start, step = stop, max(1, int(_MASS_BYTES_PER_CALL // max(bytes_per_row, 1)))
+        # A progress bar once the whole call is projected to take more than a few seconds
+        # (2-d marginals of many parameters cost far more than 1-d ones).
+        elapsed = time.perf_counter() - began
+        if bar is None and start < len(X) and elapsed * len(X) / start > _PROGRESS_SECONDS:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(X), initial=start, desc="credibility", unit="row")
+        elif bar is not None:
+            bar.update(stop - bar.n)
+    if bar is not None:
+        bar.close()
     return pd.DataFrame(np.concatenate(blocks), columns=[_label(m) for m in columns])
 
 

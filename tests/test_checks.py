@@ -22,16 +22,25 @@ def test_marginal_label_joins_names():
 
 
 @pytest.mark.parametrize("param, value, match", [
-    ("patience", 0, "patience must be an integer >= 1"),
-    ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
-    ("balance", -1, "balance must be a number >= 0"),
-    ("n_ensemble", 0, "n_ensemble must be an integer >= 1"),
-    ("prior", "uniform", "prior must be a sklearn_tmnre.Prior"),
-    ("max_epochs", "many", "max_epochs must be 'auto' or an integer >= 1"),
-    ("max_epochs", 0, "max_epochs must be 'auto' or an integer >= 1"),
-    ("hidden_features", 2.5, "hidden_features must be 'auto' or an integer >= 1"),
-    ("lr_schedule", "step", "lr_schedule must be 'cosine' or 'plateau'"),
-    ("n_threads", 0, "n_threads must be an integer >= 1"),
+    ("patience", 0, r"'patience' parameter .* range \[1, inf\)"),
+    ("dropout", 1.0, r"'dropout' parameter .* range \[0.0, 1.0\)"),
+    ("dropout", "0.1", r"'dropout' parameter .* Got '0.1'"),
+    ("balance", -1, r"'balance' parameter .* range \[0.0, inf\)"),
+    ("balance", float("inf"), "'balance' parameter .* Got inf"),
+    ("lr", float("inf"), "'lr' parameter .* Got inf"),
+    ("fourier_scale", float("inf"), "'fourier_scale' parameter"),
+    ("weight_decay", -1e-3, "'weight_decay' parameter"),
+    ("n_ensemble", 0, "'n_ensemble' parameter"),
+    ("prior", "uniform", "'prior' parameter .* 'sklearn_tmnre.prior.Prior' or None"),
+    ("max_epochs", "many", "'max_epochs' parameter .* among {'auto'}"),
+    ("max_epochs", 0, "'max_epochs' parameter"),
+    ("hidden_features", 2.5, "'hidden_features' parameter"),
+    ("hidden_features", True, "'hidden_features' parameter .* not a boolean"),
+    ("lr_schedule", "step", "'lr_schedule' parameter .* among"),
+    ("n_threads", 0, "'n_threads' parameter"),
+    ("n_negatives", 10**9, r"'n_negatives' parameter .* \[1, 1024\]"),
+    ("n_grid_1d", 10**9, "'n_grid_1d' parameter"),
+    ("n_grid_2d", 10**6, "'n_grid_2d' parameter"),
 ])
 def test_check_hyperparameters_names_the_bad_one(param, value, match):
     est = TMNREEstimator(**{param: value})

@@ -310,7 +310,7 @@ def test_errors(problem, trained):
         TMNREEstimator(hidden=3).fit(X[:100], theta[:100])
     with pytest.raises(ValueError, match="batch_size"):
         TMNREEstimator(batch_size=1).fit(X[:100], theta[:100])
-    with pytest.raises(ValueError, match="n_ensemble must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"'n_ensemble' parameter .* \[1, inf\)"):
         TMNREEstimator(n_ensemble=0).fit(X[:100], theta[:100])
     with pytest.raises(ValueError, match="at least 2 samples"):
         est.fit(X[:1], theta[:1])

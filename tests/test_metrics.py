@@ -405,3 +405,16 @@ def test_marginal_c2st_against_exact_and_shifted_reference(gaussian_prior):
         marginal_c2st(post, exact, n=601)
     with pytest.raises(ValueError, match="3 columns"):
         marginal_c2st(post, np.zeros((10, 3)))
+
+
+def test_a_long_credibility_call_shows_progress(gaussian_prior, monkeypatch, capsys):
+    import sklearn_tmnre.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_FIRST_BLOCK", 5)
+    monkeypatch.setattr(metrics, "_PROGRESS_SECONDS", 0.0)
+    X, theta = gaussian_pairs(gaussian_prior, 40, seed=0)
+    shown = credibility(GaussianStandIn(gaussian_prior), X, theta)
+    assert "credibility" in capsys.readouterr().err
+    monkeypatch.setattr(metrics, "_PROGRESS_SECONDS", 1e9)
+    pd.testing.assert_frame_equal(credibility(GaussianStandIn(gaussian_prior), X, theta), shown)
+    assert "credibility" not in capsys.readouterr().err
