@@ -17,8 +17,8 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from .networks import EMBEDDINGS
 from .prior import Prior
 
-__all__ = ["FLOAT32_MAX", "PARAMETER_CONSTRAINTS", "check_hyperparameters", "check_support", "marginal_label",
-           "parameter_names", "resolve_marginals", "validate_theta"]
+__all__ = ["FLOAT32_MAX", "PARAMETER_CONSTRAINTS", "check_hyperparameters", "check_support",
+           "marginal_label", "parameter_names", "resolve_marginals", "validate_theta"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
