@@ -450,21 +450,23 @@ def load_estimator(path, cls=None, *, device="cpu", trust_embedding=False):
                          f"{_CONFIG}: {exc}") from None
     module.eval()
 
-    net = RatioNet(module, criterion=RatioLoss, criterion__balance=estimator.balance,
-                   optimizer=torch.optim.AdamW, optimizer__weight_decay=estimator.weight_decay,
-                   lr=estimator.lr, batch_size=estimator.batch_size,
-                   max_epochs=estimator.max_epochs, train_split=None, device=str(torch_device),
-                   verbose=0, n_negatives=estimator.n_negatives)
-    net.initialize()
-    net.module_.eval()
     history_path = path / _HISTORY
     try:
-        net.history = History(json.loads(history_path.read_text()))
+        history = History(json.loads(history_path.read_text()))
     except FileNotFoundError:
         raise ValueError(f"load_estimator: {str(path)!r} lacks {_HISTORY}.") from None
     except ValueError as exc:
         raise ValueError(f"load_estimator: {str(history_path)!r} is not valid JSON ({exc}).") \
             from None
+    # The net's epoch budget is the number trained ("auto" is the estimator's to resolve).
+    net = RatioNet(module, criterion=RatioLoss, criterion__balance=estimator.balance,
+                   optimizer=torch.optim.AdamW, optimizer__weight_decay=estimator.weight_decay,
+                   lr=estimator.lr, batch_size=estimator.batch_size,
+                   max_epochs=max(1, len(history)), train_split=None,
+                   device=str(torch_device), verbose=0, n_negatives=estimator.n_negatives)
+    net.initialize()
+    net.module_.eval()
+    net.history = history
 
     estimator.prior_ = prior_
     estimator.names_ = names

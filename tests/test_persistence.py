@@ -129,6 +129,8 @@ def test_saved_history_is_the_training_history(fitted, saved):
     loaded = load_estimator(saved)
     for key in ("train_loss", "valid_loss", "valid_loss_best", "epoch"):
         assert list(loaded.net_.history[:, key]) == list(fitted.net_.history[:, key])
+    # The net's epoch budget is a number (the epochs trained), whatever max_epochs said.
+    assert loaded.net_.max_epochs == len(fitted.net_.history)
     from sklearn_tmnre.plotting import training_curve
 
     fig = training_curve(loaded)
