@@ -43,6 +43,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._checks import marginal_label, validate_theta
 from .posterior import hpd_level
 
 __all__ = [
@@ -65,37 +66,6 @@ _FIRST_BLOCK = 64
 _PROGRESS_SECONDS = 5.0
 # Default nominal levels of coverage_scorer: 0.05, 0.10, ..., 0.95.
 _SCORER_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
-
-
-def _label(marginal):
-    return "|".join(marginal)
-
-
-def _theta_array(estimator, theta, n):
-    """True parameters as a float array (n, D) in ``estimator.names_`` order."""
-    names = list(estimator.names_)
-    if isinstance(theta, pd.Series):
-        theta = theta.to_frame()
-    if isinstance(theta, pd.DataFrame):
-        missing = [c for c in names if c not in theta.columns]
-        if missing:
-            raise ValueError(f"theta lacks columns {missing}; expected the estimator's "
-                             f"parameters {names}.")
-        theta = theta[names]
-    arr = np.asarray(theta)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"theta must be numeric; got dtype {arr.dtype}.")
-    arr = arr.astype(np.float64)
-    if arr.ndim == 1 and len(names) == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] != len(names):
-        raise ValueError(f"theta must have shape (n, {len(names)}) for parameters {names}; "
-                         f"got {arr.shape}.")
-    if len(arr) != n:
-        raise ValueError(f"X and theta have different numbers of rows ({n} and {len(arr)}).")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("theta contains NaN or infinite values.")
-    return arr
 
 
 def _marginal_order(names, masses):
@@ -169,7 +139,7 @@ def credibility(estimator, X, theta, dims=None):
         raise ValueError(f"X must hold at least one row; got shape {X.shape}.")
     dims = _check_dims(dims)
     names = list(estimator.names_)
-    theta = _theta_array(estimator, theta, len(X))
+    theta = validate_theta(theta, list(estimator.names_), len(X))
     columns, blocks, bar = None, [], None
     start, step = 0, _FIRST_BLOCK
     began = time.perf_counter()
@@ -201,7 +171,7 @@ def credibility(estimator, X, theta, dims=None):
             bar.update(stop - bar.n)
     if bar is not None:
         bar.close()
-    return pd.DataFrame(np.concatenate(blocks), columns=[_label(m) for m in columns])
+    return pd.DataFrame(np.concatenate(blocks), columns=[marginal_label(m) for m in columns])
 
 
 def _check_levels(levels, argname="levels"):
@@ -537,7 +507,7 @@ def marginal_c2st(posterior, reference_samples, n=None, random_state=0, n_jobs=N
     for m in marginals:
         draws = posterior.sample(n, marginal=m, random_state=rng)
         seed = int(rng.randint(2**31 - 1))
-        rows.append({"marginal": _label(m), "dim": len(m),
+        rows.append({"marginal": marginal_label(m), "dim": len(m),
                      "c2st": c2st(ref[list(m)], draws[list(m)], random_state=seed,
                                   n_jobs=n_jobs)})
     return pd.DataFrame(rows, columns=["marginal", "dim", "c2st"])
