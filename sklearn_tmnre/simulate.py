@@ -98,10 +98,11 @@ class _Timeout(Exception):
 
 
 def check_timeout(timeout, owner):
-    """Refuse a ``timeout`` that is not None or positive seconds (a bool is not seconds)."""
+    """Refuse a ``timeout`` that is not None or finite positive seconds (a bool is not seconds)."""
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
-                                or not timeout > 0):
-        raise ValueError(f"{owner}: timeout must be positive seconds or None; got {timeout!r}.")
+                                or not 0 < timeout < float("inf")):
+        raise ValueError(f"{owner}: timeout must be finite positive seconds, or None for no "
+                         f"limit; got {timeout!r}.")
 
 
 def _call_with_timeout(fn, timeout):

@@ -156,7 +156,8 @@ def test_timeout():
     assert "timed out" in res.errors[1]
 
 
-@pytest.mark.parametrize("timeout", [True, False, 0, -1.0, float("nan"), "1", np.array([1.0])])
+@pytest.mark.parametrize("timeout", [True, False, 0, -1.0, float("nan"), float("inf"), "1",
+                                     np.array([1.0])])
 def test_bad_timeout_is_refused(theta, timeout):
     with pytest.raises(ValueError, match="timeout"):
         simulate(deterministic, theta, timeout=timeout)
