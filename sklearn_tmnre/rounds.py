@@ -390,7 +390,15 @@ class TMNRE(BaseEstimator):
 
     # -------------------------------------------------------------- campaign
     def _start_campaign(self, store):
-        """Record a new campaign in the store, or check that the store holds this one."""
+        """Record a new campaign in the store, or check that the store holds this one.
+
+        Under the store's lock: two runs starting on one store at once agree on
+        one campaign (the second finds the first's record).
+        """
+        with store.lock():
+            return self._start_campaign_locked(store)
+
+    def _start_campaign_locked(self, store):
         desc = _describe_prior(self.prior)
         meta = store.attrs.get(_ATTRS_KEY)
         if meta is None:

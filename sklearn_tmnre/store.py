@@ -163,6 +163,7 @@ class SimulationStore:
         self.path = Path(path).absolute()
         self._read_only = mode == "r"
         self._thread_lock = threading.RLock()
+        self._lock_depth = 0
         self._commit = None
         self._arrays = {}
         self._cache = None
@@ -294,15 +295,39 @@ class SimulationStore:
                 errno.EACCES, f"SimulationStore: cannot {action}, the store was opened read-only "
                 "(mode='r'); open it with mode='a' to write", str(self.path))
         with self._thread_lock:
+            if self._lock_depth:  # already held by this handle: re-entered, not re-locked
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
             durable_mkdir(self.path)
             fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
+                self._lock_depth = 1
                 self._mark()
                 yield
             finally:
+                self._lock_depth = 0
                 os.close(fd)  # closing the descriptor releases the flock
+
+    def lock(self):
+        """Hold the store's write lock: other processes' appends and attrs writes wait.
+
+        A context manager, for a read-then-write of several steps that must not
+        interleave with another process's (as :class:`~sklearn_tmnre.TMNRE`
+        starting a campaign). Appends and attrs writes inside it proceed.
+
+        Examples
+        --------
+        >>> with store.lock():                                    # doctest: +SKIP
+        ...     if "campaign" not in store.attrs:
+        ...         store.attrs["campaign"] = {"started": True}
+        """
+        return self._locked("lock")
 
     def check_writable(self, nbytes=1 << 20):
         """Raise a clear ``OSError`` now if the store cannot be written.

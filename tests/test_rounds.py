@@ -513,3 +513,42 @@ def test_a_nuisance_parameter_without_marginal_runs_to_the_end():
     # Truncated where it has a 1-d marginal; the nuisance keeps its prior bounds.
     assert run.prior_.support.loc["nuisance"].tolist() == [0.0, 1.0]
     assert run.truncator_.mass_ < 0.5
+
+
+START_SCRIPT = """
+import sys
+import time
+
+from scipy import stats
+
+import sklearn_tmnre.rounds as rounds
+from sklearn_tmnre import Prior
+from sklearn_tmnre.rounds import TMNRE
+from sklearn_tmnre.store import SimulationStore
+
+slow = rounds._campaign_entropy
+
+
+def _slow_entropy(random_state):
+    time.sleep(1.0)  # widen the window between reading the record and writing it
+    return slow(random_state)
+
+
+rounds._campaign_entropy = _slow_entropy
+prior = Prior({"a": stats.uniform(-5, 10)})
+run = TMNRE(lambda theta, rng: theta, prior, store=sys.argv[1])
+print(run._start_campaign(SimulationStore(sys.argv[1])))
+"""
+
+
+def test_two_runs_starting_on_one_store_agree_on_one_campaign(tmp_path):
+    path = str(tmp_path / "sims.zarr")
+    procs = [subprocess.Popen([sys.executable, "-c", START_SCRIPT, path], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    entropies = {out.strip() for out, _ in outs}
+    assert len(entropies) == 1
+    stored = SimulationStore(path, mode="r").attrs["sklearn_tmnre.TMNRE"]["entropy"]
+    assert entropies == {stored}
