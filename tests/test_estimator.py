@@ -134,6 +134,9 @@ def test_parameters_without_a_marginal_are_marginalized():
         post = est.posterior(X[0])
         assert list(post.summary().index) == ["a", "b"]
         assert list(post.sample(5, random_state=0).columns) == ["a", "b"]
+        if ("a", "b", "nuisance") in marginals:  # drawn by reweighting prior draws
+            draws = post.sample(5, marginal=("a", "b", "nuisance"), random_state=0)
+            assert list(draws.columns) == ["a", "b", "nuisance"] and len(draws) == 5
         with pytest.warns(UserWarning, match=r"\['nuisance'\] have no 1-d or 2-d marginal"):
             assert est.predict(X[:3]).shape == (3, 2)
         with pytest.warns(UserWarning, match="nuisance"):
