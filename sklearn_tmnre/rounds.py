@@ -483,7 +483,8 @@ class TMNRE(BaseEstimator):
                 theta = plan.iloc[index].reset_index(drop=True)
                 result = simulate(self.simulator, theta, n_jobs=self.n_jobs,
                                   random_state=sim_seed, timeout=self.timeout,
-                                  row_ids=k * _ROUND_STRIDE + index, return_result=True)
+                                  row_ids=k * _ROUND_STRIDE + index, return_result=True,
+                                  event_shape=store.event_shape)
                 pending.append((theta, result, index))
                 if result.ok.any() or store.event_shape is not None:
                     # A batch with a success first: it fixes the store's event shape.

@@ -225,16 +225,21 @@ def _validate_theta(theta):
     return arr.astype(float)
 
 
-def _assemble(outputs, n):
-    """Stack outputs; misshapen or non-finite ones become failures."""
+def _assemble(outputs, n, event_shape=None):
+    """Stack outputs; misshapen or non-finite ones become failures.
+
+    Without a declared ``event_shape``, the most common shape of the
+    successful outputs is taken for it.
+    """
     errors = [err for _, err in outputs]
     shapes = {}
     for out, err in outputs:
         if err is None:
             shapes[out.shape] = shapes.get(out.shape, 0) + 1
-    if not shapes:
+    if event_shape is None and not shapes:
         return SimulationResult(np.full((n,), np.nan), np.zeros(n, bool), errors)
-    event_shape = max(shapes, key=shapes.get)  # the majority shape is the event shape
+    if event_shape is None:
+        event_shape = max(shapes, key=shapes.get)
     dtype = np.result_type(np.float32, *[o.dtype for o, e in outputs if e is None][:1])
     if not np.issubdtype(dtype, np.floating):
         dtype = np.float64
@@ -270,6 +275,7 @@ def simulate(
     timeout=None,
     row_ids=None,
     return_result=False,
+    event_shape=None,
 ):
     """Run ``simulator`` on every row of ``theta`` and stack the outputs.
 
@@ -309,6 +315,11 @@ def simulate(
     return_result : bool, default=False
         Return a :class:`SimulationResult` (all rows, NaN where failed, with the
         error texts) instead of an array; ``on_error`` is then not applied.
+    event_shape : tuple of int, optional
+        The shape every output must have; others are failures. Default: the
+        most common shape among the outputs (a batch where most simulations
+        return the wrong shape then fails the right ones: declare it when it
+        is known, as :class:`TMNRE` does from its store).
 
     Returns
     -------
@@ -329,6 +340,12 @@ def simulate(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
     check_timeout(timeout, "simulate")
+    if event_shape is not None:
+        dims = np.atleast_1d(np.asarray(event_shape))
+        if dims.ndim != 1 or dims.dtype.kind not in "iu" or (dims < 0).any():
+            raise ValueError(f"simulate: event_shape must be a tuple of non-negative "
+                             f"integers, e.g. (3,); got {event_shape!r}.")
+        event_shape = tuple(int(d) for d in dims)
     theta_arr = _validate_theta(theta)
     n = len(theta_arr)
     if n == 0:
@@ -382,7 +399,7 @@ def simulate(
 
         stream = tqdm(stream, total=len(starts), desc="simulate", unit="batch")
     outputs = done + [pair for batch in stream for pair in batch]
-    result = _assemble(outputs, n)
+    result = _assemble(outputs, n, event_shape)
     if return_result:
         return result
     failed = result.failed_rows

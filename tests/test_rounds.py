@@ -552,3 +552,25 @@ def test_two_runs_starting_on_one_store_agree_on_one_campaign(tmp_path):
     assert len(entropies) == 1
     stored = SimulationStore(path, mode="r").attrs["sklearn_tmnre.TMNRE"]["entropy"]
     assert entropies == {stored}
+
+
+def shape_shifter(theta, rng):
+    """``shift`` for a < 0.5; three numbers (the wrong shape) for a >= 0.5."""
+    if theta[0] >= 0.5:
+        return np.zeros(3)
+    return shift(theta, rng)
+
+
+def test_outputs_of_another_shape_than_the_stores_are_failures(tmp_path):
+    # Round 0 fixes the event shape (2,) (most of the prior has a < 0.5); round 1's box
+    # lies around a = 1, where most draws return the wrong shape: those fail, the right
+    # ones are kept (the most common shape would have failed the right ones).
+    prior = Prior({"a": stats.uniform(-5, 10), "b": stats.uniform(-5, 10)})
+    run = TMNRE(shape_shifter, prior, estimator=_estimator(),
+                truncator=Truncator(epsilon=1e-4), n_sims=[300, 200], convergence_ratio=1.0,
+                store=str(tmp_path / "sims.zarr"), random_state=0).fit(X_O)
+    store = SimulationStore(tmp_path / "sims.zarr", mode="r")
+    assert store.event_shape == (2,)
+    wrong = store.theta["a"].to_numpy() >= 0.5
+    np.testing.assert_array_equal(store.ok, ~wrong)
+    assert run.rounds_["n_failed"].sum() == wrong.sum() > 0

@@ -202,3 +202,21 @@ def test_dask_local_cluster_bit_identical(theta, always_parallel):
             with joblib.parallel_config(backend="dask"):
                 X = simulate(noisy, theta, random_state=7, n_jobs=2, batch_size=5)
     np.testing.assert_array_equal(X, ref)
+
+
+def _mostly_wrong(theta, rng):
+    """Returns 2 numbers for theta < 0.7 (most rows) and the right 3 otherwise."""
+    return np.zeros(2) if theta[0] < 0.7 else np.ones(3)
+
+
+def test_a_declared_event_shape_fails_the_misshapen_rows_whatever_their_number():
+    theta = pd.DataFrame({"a": np.linspace(0, 1, 10)})
+    # Undeclared, the most common shape wins and the right rows fail.
+    majority = simulate(_mostly_wrong, theta, return_result=True)
+    assert majority.X.shape == (10, 2) and majority.ok.sum() == 7
+    result = simulate(_mostly_wrong, theta, return_result=True, event_shape=(3,))
+    assert result.X.shape == (10, 3)
+    np.testing.assert_array_equal(result.ok, theta["a"].to_numpy() >= 0.7)
+    assert "returned shape (2,), expected (3,)" in result.errors[0]
+    with pytest.raises(ValueError, match="event_shape"):
+        simulate(_mostly_wrong, theta, event_shape=(-1,))
