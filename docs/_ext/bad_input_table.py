@@ -171,6 +171,10 @@ GROUPS = {
     "simulate": [
         ("simulate(simulator, theta)", "simulator not callable",
          lambda: _api("simulate")(42, _THETA2), "error"),
+        ("simulate(simulator, theta, event_shape=(3,))", "outputs of shape (2,)",
+         lambda: _api("simulate")(_simulator, _THETA2, event_shape=(3,)), "error"),
+        ("simulate(simulator, theta, timeout=...)", "timeout=inf",
+         lambda: _api("simulate")(_simulator, _THETA2, timeout=np.inf), "error"),
         ("simulate(simulator, theta)", "theta with NaN",
          lambda: _api("simulate")(_simulator, _with_nan(_THETA2)), "error"),
         ("simulate(simulator, theta)", "theta with -inf",
