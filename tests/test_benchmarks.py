@@ -303,3 +303,17 @@ def test_time_to_accuracy_table_takes_cost_ratios_over_common_seeds(tmp_path):
     ours = next(line for line in lines if "| tmnre_amortized |" in line)
     assert "| 50.0 | 51.0 | 50 |" in ours  # mean CPU and wall seconds over seeds
     assert (tmp_path / "tta.png").exists()
+
+
+def test_simulations_saved_interpolates_in_log_budget():
+    savings = _load("bench_truncation").savings
+    rows = [("wide", s, "truncated", 1000, a) for s, a in ((0, 0.56), (1, 0.54))]
+    rows += [("wide", s, "one_round", n, a) for s in (0, 1)
+             for n, a in ((1000, 0.70), (2000, 0.60), (4000, 0.50), (8000, 0.50))]
+    df = pd.DataFrame(rows, columns=["problem", "seed", "method", "n_sims", "accuracy"])
+    table = savings(df)
+    assert table.loc[0, "truncated"] == pytest.approx(0.55)
+    # 0.55 lies halfway (in accuracy) between 2,000 (0.60) and 4,000 (0.50): 2^1.5 x 1,000.
+    assert table.loc[0, "simulations_saved"] == pytest.approx(2 ** 1.5, rel=1e-9)
+    worse = df.assign(accuracy=np.where(df["method"] == "truncated", 0.40, df["accuracy"]))
+    assert savings(worse).loc[0, "simulations_saved"] == "> 8"
