@@ -152,11 +152,17 @@ def savings(df):
                 t = (a0 - target) / (a0 - a1)
                 b1 = np.exp(np.log(b0) + t * (np.log(b1) - np.log(b0)))
             ratio = b1 / budget
+        if not len(below):
+            saved = f"> {MULTIPLES[-1]}"
+        elif below.index[0] == curve.index[0]:
+            saved = "≤ 1"  # one round of the same budget is already as accurate
+        else:
+            saved = ratio
         rows.append({"problem": name, "seeds": len(seeds), "budget": int(budget),
                      "truncated": target,
                      "truncated_sd": trunc["accuracy"].std(),
                      **{f"one_round_{int(n / budget)}x": a for n, a in curve.items()},
-                     "simulations_saved": ratio if len(below) else f"> {MULTIPLES[-1]}"})
+                     "simulations_saved": saved})
     return pd.DataFrame(rows)
 
 

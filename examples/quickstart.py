@@ -77,7 +77,7 @@ print(scores.round(3).to_string(index=False))
 # -------------------------------------------------------------------
 run = TMNRE(task.simulator, prior,
             estimator=TMNREEstimator(marginals="1d+2d", verbose=1, **CAP),
-            n_sims=N_SIMS, max_rounds=3, n_jobs=-1,
+            n_sims=N_SIMS, max_rounds=2, n_jobs=-1,
             random_state=0, verbose=1)
 run.fit(x_o)
 print(f"\n{elapsed()} rounds:")

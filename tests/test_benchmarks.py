@@ -317,3 +317,5 @@ def test_simulations_saved_interpolates_in_log_budget():
     assert table.loc[0, "simulations_saved"] == pytest.approx(2 ** 1.5, rel=1e-9)
     worse = df.assign(accuracy=np.where(df["method"] == "truncated", 0.40, df["accuracy"]))
     assert savings(worse).loc[0, "simulations_saved"] == "> 8"
+    better = df.assign(accuracy=np.where(df["method"] == "truncated", 0.90, df["accuracy"]))
+    assert savings(better).loc[0, "simulations_saved"] == "≤ 1"
