@@ -83,9 +83,13 @@ def _rule_table(rules):
         cells = []
         for rule, level, _ in _RULES:
             r = g[(g["rule"] == rule) & np.isclose(g["level"], level)]
-            cells.append("–" if r.empty else
-                         f"{r['box_mass'].mean():.2f} / {r['ref_outside'].mean():.1e} "
-                         f"({r['ref_outside'].max():.1e})")
+            if r.empty:
+                cells.append("–")
+            elif r["ref_outside"].isna().all():  # no reference posterior (lensing)
+                cells.append(f"{r['box_mass'].mean():.2f} / no reference")
+            else:
+                cells.append(f"{r['box_mass'].mean():.2f} / {r['ref_outside'].mean():.1e} "
+                             f"({r['ref_outside'].max():.1e})")
         lines.append(f"| {task} | {n:,} | " + " | ".join(cells) + " |")
     return lines + [""]
 
