@@ -68,6 +68,22 @@ _PROGRESS_SECONDS = 5.0
 _SCORER_LEVELS = tuple(np.round(np.linspace(0.05, 0.95, 19), 2))
 
 
+def _first_block(estimator, dims):
+    """Rows of the first block: ``_FIRST_BLOCK``, fewer when the grids of a row are large.
+
+    Later blocks are sized from the masses actually returned; the first comes
+    from the grid sizes, so that 2-d grids of many marginals do not fill the
+    memory before the first measurement.
+    """
+    try:
+        per_row = 8 * sum(estimator.n_grid_1d if len(m) == 1 else estimator.n_grid_2d ** 2
+                          for m in estimator.marginals_
+                          if len(m) <= 2 and (dims is None or len(m) in dims))
+    except (AttributeError, TypeError):  # a stand-in without grid sizes
+        return _FIRST_BLOCK
+    return max(1, min(_FIRST_BLOCK, int(_MASS_BYTES_PER_CALL // max(per_row, 1))))
+
+
 def _marginal_order(names, masses):
     """1-d marginals in parameter order, then 2-d ones in parameter order."""
     return sorted(masses, key=lambda m: (len(m), [names.index(p) for p in m]))
@@ -141,7 +157,7 @@ def credibility(estimator, X, theta, dims=None):
     names = list(estimator.names_)
     theta = validate_theta(theta, list(estimator.names_), len(X))
     columns, blocks, bar = None, [], None
-    start, step = 0, _FIRST_BLOCK
+    start, step = 0, _first_block(estimator, dims)
     began = time.perf_counter()
     while start < len(X):
         stop = min(start + step, len(X))

@@ -418,3 +418,16 @@ def test_a_long_credibility_call_shows_progress(gaussian_prior, monkeypatch, cap
     monkeypatch.setattr(metrics, "_PROGRESS_SECONDS", 1e9)
     pd.testing.assert_frame_equal(credibility(GaussianStandIn(gaussian_prior), X, theta), shown)
     assert "credibility" not in capsys.readouterr().err
+
+
+def test_the_first_block_fits_the_memory_budget_of_large_2d_grids(gaussian_prior):
+    import sklearn_tmnre.metrics as metrics
+
+    small = GaussianStandIn(gaussian_prior, n_grid_1d=16, n_grid_2d=8)
+    assert metrics._first_block(small, None) == metrics._FIRST_BLOCK
+    large = GaussianStandIn(gaussian_prior, n_grid_1d=256, n_grid_2d=1024)
+    rows = metrics._first_block(large, None)
+    per_row = 8 * (2 * 256 + 1024**2)  # two 1-d grids and one 2-d grid, float64
+    assert 1 <= rows < metrics._FIRST_BLOCK
+    assert rows * per_row <= metrics._MASS_BYTES_PER_CALL
+    assert metrics._first_block(large, (1,)) == metrics._FIRST_BLOCK
