@@ -24,8 +24,8 @@ from scipy.special import logsumexp
 
 from .posterior import grid_axes
 
-__all__ = ["grid_logits", "grid_masses", "gridded_names", "row_axes", "zoom_ranges",
-           "zoomed_grid_masses"]
+__all__ = ["grid_logits", "grid_masses", "gridded_names", "row_axes", "tail_cells",
+           "zoom_ranges", "zoomed_grid_masses"]
 
 # Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
 # large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
@@ -167,6 +167,31 @@ def _group_logits(estimator, X, k, shape, theta_of):
     return values
 
 
+def tail_cells(mass, tail):
+    """First and last cell of each row's grid that the mass outside them leaves at most ``tail``.
+
+    The cells before ``first`` hold at most ``tail`` of the row's mass, and so
+    do the cells after ``last`` (each as large a run as that allows).
+
+    Parameters
+    ----------
+    mass : ndarray of shape (n, G)
+        Cell masses of a 1-d grid per row.
+    tail : float
+        Mass each end may leave out.
+
+    Returns
+    -------
+    first, last : int ndarrays of shape (n,)
+    """
+    cdf = np.cumsum(mass, axis=1)
+    total = cdf[:, -1:]
+    # Relative to the row total: rounding can leave it a hair below one.
+    first = np.argmax(cdf > tail * total, axis=1)
+    last = np.argmax(cdf >= (1 - tail) * total, axis=1)
+    return first, last
+
+
 def zoom_ranges(axes, masses, names, tail=1e-6, pad=2):
     """Per observation, the range of each parameter's grid that holds its 1-d posterior mass.
 
@@ -192,11 +217,7 @@ def zoom_ranges(axes, masses, names, tail=1e-6, pad=2):
     ranges = {}
     for name in names:
         (centres, width), = axes[(name,)]
-        cdf = np.cumsum(masses[(name,)], axis=1)
-        total = cdf[:, -1:]
-        # Relative to the row total: rounding can leave it a hair below one.
-        first = np.argmax(cdf > tail * total, axis=1)
-        last = np.argmax(cdf >= (1 - tail) * total, axis=1)
+        first, last = tail_cells(masses[(name,)], tail)
         low = centres[np.maximum(first - pad, 0)] - width / 2
         high = centres[np.minimum(last + pad, len(centres) - 1)] + width / 2
         ranges[name] = (low, high)

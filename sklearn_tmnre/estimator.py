@@ -492,12 +492,14 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         if kind not in ("central", "hpd"):
             raise ValueError(f"kind must be 'central' or 'hpd'; got {kind!r}.")
         names, axes, masses = self._one_d_posteriors(X, "predict_interval")
+        n_obs = len(next(iter(masses.values())))
+        rows = [row_axes({(n,): axes[(n,)] for n in names}, i) for i in range(n_obs)]
         cols = {}
         for n in names:
             m = masses[(n,)]
             lo, hi = np.empty(len(m)), np.empty(len(m))
-            for i in range(len(m)):
-                (c, w), = row_axes({(n,): axes[(n,)]}, i)[(n,)]
+            for i, row in enumerate(rows):
+                (c, w), = row[(n,)]
                 if kind == "central":
                     edges = np.concatenate([[c[0] - w / 2], c + w / 2])
                     cdf = np.concatenate([[0.0], np.cumsum(m[i]) / m[i].sum()])

@@ -46,6 +46,7 @@ import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._grids import tail_cells
 from .estimator import TMNREEstimator
 from .prior import Prior
 
@@ -101,13 +102,8 @@ def _kept_cells(f, tail_mass, epsilon):
     # Posterior mass of each cell (equal prior mass per cell), in float64 so that a
     # 1e-6 tail of a peaked posterior survives the normalization.
     mass = np.exp(f - f.max())
-    mass /= mass.sum()
-    # A cell is dropped when it and every cell beyond it hold at most tail_mass.
-    below = np.cumsum(mass) <= tail_mass
-    above = np.cumsum(mass[::-1])[::-1] <= tail_mass
-    lo = int(np.argmin(below))  # first cell not in the dropped left run
-    hi = len(f) - 1 - int(np.argmin(above[::-1]))
-    return lo, max(lo, hi)
+    first, last = tail_cells(mass[None], tail_mass)
+    return int(first[0]), int(max(first[0], last[0]))
 
 
 class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
