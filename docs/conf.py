@@ -54,7 +54,8 @@ nitpicky = False
 
 # -- autodoc / autosummary / numpydoc ----------------------------------------
 autodoc_default_options = {"members": True, "member-order": "bysource"}
-autodoc_typehints = "none"
+# Type hints show in the signatures (the package ships py.typed).
+autodoc_typehints = "signature"
 # The autosummary tables in api.rst link to its autodoc entries: no stub pages are
 # generated into the source tree.
 autosummary_generate = False

@@ -7,6 +7,7 @@ coverage tests.
 
 from . import tasks  # noqa: E402  (sub-package of benchmark problems)
 from .estimator import TMNREEstimator
+from .persistence import _register_estimator_class
 from .posterior import MarginalPosterior
 from .prior import Prior
 from .rounds import TMNRE
@@ -15,6 +16,10 @@ from .store import SimulationStore
 from .truncation import Truncator
 
 __version__ = "0.1.0"
+
+# Model files name their estimator class; persistence learns it here rather than
+# importing the estimator module, which calls persistence for save and load.
+_register_estimator_class(TMNREEstimator)
 
 __all__ = [
     "MarginalPosterior",

@@ -15,9 +15,10 @@ from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
 from ._training import EpochProgress, RatioLoss, RatioNet, StopWhenDiverged, ValidationSplit
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
+from .sets import is_set_embedding, set_standardization
 
 __all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net",
-           "resolve_hidden_features", "resolve_max_epochs"]
+           "network_shapes", "ratio_net", "resolve_hidden_features", "resolve_max_epochs"]
 
 #: Training steps of ``max_epochs="auto"`` at 10^4 training pairs (more for more data).
 #: Chosen on the time-to-accuracy benchmark: two moons needs about this many steps for
@@ -70,6 +71,38 @@ def make_ratio_net(est, X, theta, seed):
     elif est.verbose > 1:
         callbacks.append(("progress_bar", ProgressBar()))
     callbacks += list(est.callbacks or [])
+    return ratio_net(
+        est, module,
+        max_epochs=max_epochs,
+        train_split=split,
+        callbacks=callbacks,
+        # skorch's per-epoch table only at verbose >= 2; verbose=1 prints EpochProgress lines.
+        verbose=int(est.verbose > 1),
+        iterator_seed=seed,
+    )
+
+
+def ratio_net(est, module, **kwargs):
+    """The skorch :class:`~sklearn_tmnre._training.RatioNet` of ``est``'s optimizer settings.
+
+    The one place where the loss, optimizer, learning rate, batch size, device
+    and negatives of a net are read from the hyperparameters: used for fitting
+    (:func:`make_ratio_net`) and for a loaded model (:mod:`sklearn_tmnre.persistence`).
+
+    Parameters
+    ----------
+    est : TMNREEstimator
+        Validated hyperparameters.
+    module : torch.nn.Module
+        The ratio network (:func:`build_ratio_network`).
+    **kwargs
+        Further :class:`~sklearn_tmnre._training.RatioNet` arguments (epochs,
+        split, callbacks, verbosity, seed).
+
+    Returns
+    -------
+    RatioNet
+    """
     return RatioNet(
         module,
         criterion=RatioLoss,
@@ -78,16 +111,10 @@ def make_ratio_net(est, X, theta, seed):
         optimizer__weight_decay=est.weight_decay,
         lr=est.lr,
         batch_size=est.batch_size,
-        max_epochs=max_epochs,
-        train_split=split,
-        callbacks=callbacks,
         device=est.device,
-        # skorch's per-epoch table only at verbose >= 2; verbose=1 prints EpochProgress lines.
-        verbose=int(est.verbose > 1),
-        iterator_seed=seed,
         n_negatives=est.n_negatives,
+        **kwargs,
     )
-
 
 
 # Relative spread below which a float32 feature keeps only a few distinct values.
@@ -101,11 +128,15 @@ def data_standardization(est, x):
     which keep their spatial structure; per feature pooled over the elements
     for ``embedding="deepset"``, so that permuting the elements permutes the
     standardized data too (per-position statistics would differ by sampling
-    noise and break the invariance).
+    noise and break the invariance). For ``embedding="set"``, the same over the
+    present elements only: padding (all-NaN elements) is skipped
+    (:func:`sklearn_tmnre.sets.set_standardization`).
     """
     # Statistics in float64: squares of float32 data beyond about 1e19 overflow.
     if est.embedding in ("cnn1d", "cnn2d"):
         x_mean, x_std = x.mean(dtype=np.float64), x.std(dtype=np.float64)
+    elif is_set_embedding(est.embedding):
+        x_mean, x_std = set_standardization(x, est._embedding_params().get("element", "mlp"))
     elif est.embedding == "deepset":
         size, features = set_layout(x.shape[1:], est._embedding_params().get("set_size"))
         elements = x.reshape(len(x), size, features)
@@ -120,7 +151,24 @@ def data_standardization(est, x):
             "mean: the network computes in float32 and cannot resolve that variation. Subtract "
             "a reference (e.g. the mean) from X in float64 before fitting.", UserWarning,
             stacklevel=4)
+    _warn_constant(x_std, len(x))
     return x_mean, np.where(x_std > 0, x_std, 1.0)
+
+
+def _warn_constant(x_std, n_rows):
+    """Warn when features of X do not vary over the training data (they carry no information)."""
+    constant = np.count_nonzero(np.asarray(x_std) == 0)
+    if not constant or n_rows < 2:
+        return
+    if constant == np.size(x_std):
+        message = (f"X is the same in all {n_rows} training rows: the network cannot learn "
+                   "anything from it. Check that the simulator's output depends on its "
+                   "parameters (and that X is not a constant placeholder).")
+    else:
+        message = (f"{constant} of the {np.size(x_std)} numbers of X are constant over the "
+                   f"{n_rows} training rows; they carry no information and are left "
+                   "unscaled. Check the simulator if they should vary.")
+    warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def float_tensor(a):
@@ -179,9 +227,35 @@ def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_me
     return module, n_features
 
 
+def network_shapes(estimator, event_shape, indices, buffer_shapes):
+    """Shapes of the network's state and its embedding width, allocating nothing.
+
+    The network is built on PyTorch's ``meta`` device (tensors with a shape and
+    no storage), so a model file's claims of any size are checked against the
+    hyperparameters before a byte is allocated.
+
+    Parameters
+    ----------
+    estimator, event_shape, indices
+        As for :func:`build_ratio_network`.
+    buffer_shapes : sequence of 4 tuples of int
+        Shapes of ``x_mean``, ``x_std``, ``theta_mean``, ``theta_std``.
+
+    Returns
+    -------
+    shapes : dict of str to tuple of int
+        Every parameter's and buffer's shape, by ``state_dict`` name.
+    embedding_features : int
+    """
+    with torch.device("meta"):
+        module, n_features = build_ratio_network(
+            estimator, event_shape, indices, *(torch.empty(s) for s in buffer_shapes))
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}, n_features
+
+
 def n_batches(n_train, batch_size):
     """Training steps per epoch (as :class:`~sklearn_tmnre._training.RatioNet` batches)."""
-    return max(1, -(-n_train // batch_size))
+    return max(1, -(-int(n_train) // int(batch_size)))
 
 
 def resolve_max_epochs(max_epochs, n_train, batch_size):
@@ -204,7 +278,7 @@ def lr_schedule(est, monitor, total_steps):
         return LRScheduler(policy="ReduceLROnPlateau", monitor=monitor, factor=0.2,
                            patience=max(1, est.patience // 3))
     return LRScheduler(policy=torch.optim.lr_scheduler.OneCycleLR, step_every="batch",
-                       max_lr=est.lr, total_steps=total_steps + 1, pct_start=0.05,
+                       max_lr=est.lr, total_steps=int(total_steps) + 1, pct_start=0.05,
                        anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
                        cycle_momentum=False)
 

@@ -1,29 +1,42 @@
-"""Input checks of :class:`~sklearn_tmnre.TMNREEstimator`: hyperparameters, targets, marginals.
+"""Input checks: hyperparameters of every estimator, targets, marginals, seeds.
 
-Plain functions of the values they check, so the estimator module keeps to
+Plain functions of the values they check, so the estimator modules keep to
 fitting and inference; each error says what is wrong and what to pass instead.
+Every estimator's hyperparameters are declared as scikit-learn
+``_parameter_constraints`` and checked once in ``fit`` by :func:`validate_params`.
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
 from .networks import EMBEDDINGS
 from .prior import Prior
+from .sets import check_padding
 
-__all__ = ["FLOAT32_MAX", "PARAMETER_CONSTRAINTS", "check_hyperparameters", "check_support",
-           "marginal_label", "parameter_names", "resolve_marginals", "validate_theta"]
+__all__ = ["FLOAT32_MAX", "PARAMETER_CONSTRAINTS", "check_hyperparameters", "check_observation",
+           "check_support",
+           "int_seed", "marginal_label", "parameter_names", "resolve_marginals",
+           "seed_entropy", "validate_params", "validate_theta"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def marginal_label(marginal):
+def marginal_label(marginal: Sequence[str]) -> str:
     """Column label of a marginal: its parameter names joined by ``|``."""
     return "|".join(marginal)
 
@@ -33,6 +46,9 @@ def marginal_label(marginal):
 MAX_NEGATIVES = 1024
 MAX_GRID_1D = 1 << 16
 MAX_GRID_2D = 4096
+# Network widths: a head of width w costs w**2 weights per layer, so 2**14 is already
+# gigabytes; a larger value is a typo (and a crafted model file must not allocate it).
+MAX_WIDTH = 1 << 14
 
 
 def _integers(low, high=None):
@@ -45,8 +61,8 @@ PARAMETER_CONSTRAINTS = {
     "prior": [Prior, None],
     "marginals": [StrOptions({"1d", "2d", "1d+2d"}), list, tuple],
     "embedding": [StrOptions(set(EMBEDDINGS)), type, torch.nn.Module],
-    "embedding_dim": [_integers(1)],
-    "hidden_features": [_integers(1), StrOptions({"auto"})],
+    "embedding_dim": [_integers(1, MAX_WIDTH)],
+    "hidden_features": [_integers(1, MAX_WIDTH), StrOptions({"auto"})],
     "num_blocks": [_integers(0)],
     "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     "balance": [Interval(numbers.Real, 0, None, closed="left")],
@@ -60,7 +76,7 @@ PARAMETER_CONSTRAINTS = {
     "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
     "n_negatives": [_integers(1, MAX_NEGATIVES)],
     "n_ensemble": [_integers(1)],
-    "fourier_features": [_integers(0)],
+    "fourier_features": [_integers(0, MAX_WIDTH)],
     "fourier_scale": [Interval(numbers.Real, 0, None, closed="neither")],
     "n_grid_1d": [_integers(2, MAX_GRID_1D)],
     "n_grid_2d": [_integers(2, MAX_GRID_2D)],
@@ -71,25 +87,145 @@ PARAMETER_CONSTRAINTS = {
 }
 
 
-def check_hyperparameters(est):
-    """Raise a clear error for an invalid hyperparameter of ``est`` (called by ``fit``).
+def _means_a_number(constraints):
+    """Whether a parameter's constraints describe a number (and none accepts a boolean)."""
+    if isinstance(constraints, str):  # "no_validation"
+        return False
+    if any(c is bool or c in ("boolean", "verbose") for c in constraints):
+        return False
+    return any(isinstance(c, Interval) or c == "random_state"
+               or (isinstance(c, type) and issubclass(c, numbers.Number))
+               for c in constraints)
+
+
+def validate_params(est: BaseEstimator, hints: dict[str, str] | None = None) -> None:
+    """Check ``est``'s hyperparameters against its declared ``_parameter_constraints``.
+
+    scikit-learn's validation, plus one rule it lacks: a boolean is not a
+    number (``True`` would pass as 1 or 1.0). Each error names the parameter,
+    what it must be and what it got, followed by ``hints[name]`` where given.
+
+    Parameters
+    ----------
+    est : BaseEstimator
+        Declares ``_parameter_constraints``.
+    hints : dict of str to str, optional
+        A sentence per parameter on what it means, e.g. a typical value.
+
+    Raises
+    ------
+    InvalidParameterError
+        A ``ValueError`` and a ``TypeError``: the first invalid parameter.
+    """
+    hints = hints or {}
+    owner = type(est).__name__
+    params = est.get_params(deep=False)
+    for name, constraints in est._parameter_constraints.items():
+        value = params[name]
+        hint = f" {hints[name]}" if name in hints else ""
+        if isinstance(value, bool | np.bool_) and _means_a_number(constraints):
+            raise InvalidParameterError(
+                f"The {name!r} parameter of {owner} must be a number, not a boolean; "
+                f"got {value!r}.{hint}")
+        try:
+            validate_parameter_constraints({name: constraints}, {name: value},
+                                           caller_name=owner)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"{exc}{hint}") from None
+
+
+def check_hyperparameters(est: BaseEstimator) -> None:
+    """Raise a clear error for an invalid hyperparameter of a TMNREEstimator (called by ``fit``).
 
     The declared constraints (:data:`PARAMETER_CONSTRAINTS`) are checked by
-    scikit-learn; on top of them a boolean is not an integer (``True`` would
-    pass as 1) and keywords must be ``embedding__<arg>``.
+    :func:`validate_params`; keywords beyond the signature must be
+    ``embedding__<arg>``.
     """
     unexpected = sorted(k for k in est._keyword_params() if not k.startswith("embedding__"))
     if unexpected:
         raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
                         "arguments are spelled embedding__<arg>.")
-    for name, constraints in PARAMETER_CONSTRAINTS.items():
-        value = getattr(est, name)
-        if isinstance(value, bool | np.bool_) and any(
-                isinstance(c, Interval) for c in constraints):
-            raise InvalidParameterError(
-                f"The {name!r} parameter of TMNREEstimator must be a number, not a boolean; "
-                f"got {value!r}.")
-    est._validate_params()
+    validate_params(est)
+
+
+def check_observation(x_o: object, owner: str, padded: bool = False) -> np.ndarray:
+    """One observation as an array of real, finite numbers within float32's range.
+
+    Parameters
+    ----------
+    x_o : array-like
+    owner : str
+        Named in the error messages (``"TMNRE.fit"``).
+    padded : bool, default=False
+        The estimator reads sets of varying size (``embedding="set"``): NaN
+        that fills whole elements along the first axis is padding, not an error.
+
+    Returns
+    -------
+    ndarray
+    """
+    arr = np.asarray(x_o)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: x_o must be real numbers; got dtype {arr.dtype}.")
+    if padded and arr.ndim >= 1 and not np.isinf(arr).any():
+        check_padding(arr[None] if arr.ndim else arr, argname="x_o")
+    elif not np.all(np.isfinite(arr)):
+        raise ValueError(f"{owner}: x_o must be finite and within float32's range.")
+    if np.nanmax(np.abs(arr), initial=0) > FLOAT32_MAX:
+        raise ValueError(f"{owner}: x_o must be finite and within float32's range.")
+    return arr
+
+
+def seed_entropy(random_state: object, owner: str) -> int:
+    """``numpy.random.SeedSequence`` entropy from an sklearn-style ``random_state``.
+
+    The one conversion of a ``random_state`` into the root of independent
+    streams (``SeedSequence(entropy, spawn_key=...)``), used by campaigns and
+    simulations, so equal ``random_state`` give equal streams everywhere.
+
+    Parameters
+    ----------
+    random_state : None, int >= 0, SeedSequence, RandomState or Generator
+        None draws fresh entropy from the operating system; an int is the
+        entropy itself; a RandomState or Generator is advanced by one draw.
+    owner : str
+        Named in the error message.
+
+    Returns
+    -------
+    int
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state.entropy
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        # Two 31-bit draws: a 62-bit entropy from a legacy generator.
+        return int(random_state.randint(2**31 - 1)) * 2**32 + int(random_state.randint(2**31 - 1))
+    if (isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+            and random_state >= 0):
+        return int(random_state)
+    raise ValueError(f"{owner}: random_state must be None, a non-negative int, a RandomState "
+                     f"or a Generator; got {random_state!r}.")
+
+
+def int_seed(random_state: int | np.random.RandomState | None) -> int:
+    """One 31-bit seed from an sklearn-style ``random_state`` (``check_random_state``).
+
+    For code that seeds a single consumer (torch's generator, one inner
+    estimator) rather than independent streams (:func:`seed_entropy`).
+
+    Parameters
+    ----------
+    random_state : None, int or RandomState
+
+    Returns
+    -------
+    int
+    """
+    return int(check_random_state(random_state).randint(2**31 - 1))
 
 
 def parameter_names(y, prior):
@@ -192,7 +328,9 @@ def validate_theta(theta, names, n, argname="theta"):
                          f"{names}; got {arr.shape}.")
     if len(arr) != n:
         raise ValueError(f"X and {argname} have different numbers of rows ({n} and "
-                         f"{len(arr)}).")
+                         f"{len(arr)}). If X came from simulate(..., on_error='skip'), "
+                         "its failed rows were dropped: pass return_result=True and "
+                         f"keep {argname}[result.ok] with result.X[result.ok].")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{argname} contains NaN or infinite values.")
     if np.abs(arr).max(initial=0.0) > FLOAT32_MAX:

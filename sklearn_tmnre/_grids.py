@@ -8,6 +8,11 @@ marginals of one dimension run through their batched heads together, in
 chunks that bound memory (about ``_CHUNK_ELEMENTS`` hidden activations at a time).
 The cell masses are ``exp(logit + log prior)`` normalized over the grid.
 
+A discrete parameter's grid is its classes, each a cell of width 1 holding
+its prior probability (the counting measure), and it is never zoomed: its
+masses are ``softmax(logit + log pmf)`` over the classes, the class
+probabilities. Its marginals are 1-d (:func:`check_grid_marginals`).
+
 Every reader of a fitted model's posterior reads the grids of
 :func:`zoomed_grid_masses` through ``TMNREEstimator._grid_masses``:
 ``posterior``, ``predict``, ``predict_interval`` and the coverage metrics,
@@ -24,8 +29,9 @@ from scipy.special import logsumexp
 
 from .posterior import grid_axes
 
-__all__ = ["grid_logits", "grid_masses", "gridded_names", "row_axes", "tail_cells",
-           "zoom_ranges", "zoomed_grid_masses"]
+__all__ = ["candidate_logits", "check_grid_marginals", "grid_logits", "grid_masses",
+           "gridded_names", "row_axes", "tail_cells", "zoom_ranges", "zoomed_grid_masses",
+           "zoomed_log_densities"]
 
 # Elements (batch x candidates x marginals x hidden) per head evaluation chunk:
 # large enough to amortize Python overhead, small enough to stay in cache-friendly memory.
@@ -66,12 +72,46 @@ def grid_logits(estimator, X, dims=(1, 2)):
             cols.append(np.stack([g.ravel() for g in mesh], axis=-1))
             lp = per_logp[m[0]] if k == 1 else per_logp[m[0]][:, None] + per_logp[m[1]][None]
             log_prior[m] = lp
-        theta_m = np.stack(cols, axis=1)
-        values = _group_logits(estimator, X, k, theta_m.shape[:2], theta_m[None])
+        theta_m = np.stack(_padded(cols), axis=1)
+        values = candidate_logits(estimator, X, k, theta_m.shape[:2], theta_m[None])
         for c, m in enumerate(members):
             shape = (len(X),) + tuple(len(a[0]) for a in axes[m])
-            grids[m] = values[:, :, c].astype(np.float64).reshape(shape)
+            size = int(np.prod(shape[1:]))
+            grids[m] = values[:, :size, c].astype(np.float64).reshape(shape)
     return axes, grids, log_prior
+
+
+def _padded(arrays):
+    """Arrays of candidates made as long as the longest by repeating their last row.
+
+    A discrete parameter's grid is its classes, usually fewer than a continuous
+    grid's cells; all marginals evaluated together need the same number of
+    candidates, and the logits of the padding are dropped.
+    """
+    length = max(len(a) for a in arrays)
+    return [np.pad(a, [(0, length - len(a))] + [(0, 0)] * (a.ndim - 1), mode="edge")
+            for a in arrays]
+
+
+def check_grid_marginals(prior, marginals):
+    """Refuse 2-d marginals of a discrete parameter (raised at fit, before training).
+
+    A discrete parameter's posterior is a table of class probabilities, learned
+    by its 1-d marginal; 2-d grids, their credible regions and draws are
+    defined for continuous parameters only. Marginals of three or more
+    parameters (weighted prior samples) are fine.
+    """
+    if prior is None:
+        return
+    discrete = [n for n in prior.names if prior.is_discrete(n)]
+    bad = [m for m in marginals if len(m) == 2 and set(m) & set(discrete)]
+    if bad:
+        keep = [m for m in marginals if m not in bad]
+        raise ValueError(
+            f"2-d marginals of discrete parameters are not supported: {bad} involve "
+            f"{sorted({n for m in bad for n in m if n in discrete})}. A discrete parameter's "
+            "posterior is a table of class probabilities from its 1-d marginal; pass the "
+            f"marginals as a list without them, e.g. marginals={keep!r}.")
 
 
 def grid_masses(estimator, X, dims=(1, 2)):
@@ -141,9 +181,11 @@ def _one_d_from_two_d(names, masses):
 
 
 @torch.no_grad()
-def _group_logits(estimator, X, k, shape, theta_of):
+def candidate_logits(estimator, X, k, shape, theta_of):
     """Logits (n, P, M) of the ``k``-dimensional heads at P candidates per observation.
 
+    The one evaluator of a fitted network at given parameter values: the grids
+    here and the :class:`~sklearn_tmnre.truncation.Truncator`'s points use it.
     ``theta_of`` is an array of shape (1, P, M, k) of candidates that every
     observation shares, or a function ``theta_of(i, j)`` giving the candidates
     of observations ``i:j``, of shape (j - i, P, M, k). The embedding of each
@@ -255,12 +297,35 @@ def zoomed_grid_masses(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
         and cell widths of shape (n,), one grid per observation.
     masses : dict marginal -> ndarray (n, G) or (n, G, G), each row summing to one
     """
-    n = len(X)
     if 2 not in dims and _without_1d(estimator):
         dims = (1, 2)
+    axes, log_density = zoomed_log_densities(estimator, X, dims, tail=tail, pad=pad)
+    masses = {m: _normalized(lg) for m, lg in log_density.items()}
+    for name, m, j in _one_d_from_two_d(estimator.names_, masses):
+        axes[(name,)] = [axes[m][j]]
+    return axes, masses
+
+
+def zoomed_log_densities(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
+    """Unnormalized log posterior densities (log ratio + log prior) on the zoomed grids.
+
+    The grids of :func:`zoomed_grid_masses`, before normalization: the
+    normalizer of a row, ``logsumexp`` of its cells plus the log of its cell
+    volume, estimates :math:`\\log \\int r(x, \\theta) p(\\theta) d\\theta` (used by
+    ``TMNREEstimator.score``). Only the marginals of ``dims`` are evaluated.
+
+    Returns
+    -------
+    axes : dict marginal -> list of (centres, widths)
+    log_density : dict marginal -> ndarray (n, G) or (n, G, G)
+    """
+    n = len(X)
     axes0, masses0 = grid_masses(estimator, X, dims=(1,))
-    ranges = zoom_ranges(axes0, masses0, gridded_names(estimator), tail=tail, pad=pad)
-    axes, masses = {}, {}
+    prior = estimator.prior_
+    # A discrete parameter's grid is its classes: never zoomed.
+    zoomed = [p for p in gridded_names(estimator) if not prior.is_discrete(p)]
+    ranges = zoom_ranges(axes0, masses0, zoomed, tail=tail, pad=pad)
+    axes, log_density = {}, {}
     for k, n_grid in ((1, estimator.n_grid_1d), (2, estimator.n_grid_2d)):
         members = [m for m in estimator.marginals_ if len(m) == k and k in dims]
         if not members:
@@ -268,29 +333,34 @@ def zoomed_grid_masses(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
         names = sorted({p for m in members for p in m}, key=estimator.names_.index)
         centres, widths, log_prior = {}, {}, {}
         for name in names:
-            low, high = ranges[name]
-            widths[name] = (high - low) / n_grid
-            centres[name] = low[:, None] + (np.arange(n_grid) + 0.5) * widths[name][:, None]
-            log_prior[name] = estimator.prior_.marginal([name]).log_prob(
-                centres[name].reshape(-1, 1)).reshape(n, n_grid)
+            if prior.is_discrete(name):
+                (classes, _), = grid_axes(prior, [name], n_grid)
+                centres[name], widths[name] = np.tile(classes, (n, 1)), np.ones(n)
+            else:
+                low, high = ranges[name]
+                widths[name] = (high - low) / n_grid
+                centres[name] = low[:, None] + (np.arange(n_grid) + 0.5) * widths[name][:, None]
+            log_prior[name] = prior.marginal([name]).log_prob(
+                centres[name].reshape(-1, 1)).reshape(n, -1)
 
-        # Cell indices of the flattened k-d grid along each axis, the same for every marginal.
-        mesh = [g.ravel() for g in np.meshgrid(*[np.arange(n_grid)] * k, indexing="ij")]
+        # Cell indices of each marginal's flattened k-d grid along each of its axes
+        # (padded to a common length when a discrete axis makes some grids smaller).
+        sizes = [tuple(centres[p].shape[1] for p in m) for m in members]
+        meshes = _padded([np.stack([g.ravel() for g in np.meshgrid(
+            *[np.arange(s) for s in size], indexing="ij")], axis=-1) for size in sizes])
 
-        def theta_of(i, j, members=members, centres=centres, mesh=mesh):
-            return np.stack([np.stack([centres[p][i:j][:, g] for p, g in zip(m, mesh)], axis=-1)
-                             for m in members], axis=2)
+        def theta_of(i, j, members=members, centres=centres, meshes=meshes):
+            return np.stack([np.stack([centres[p][i:j][:, g] for p, g in zip(m, mesh.T)],
+                                      axis=-1)
+                             for m, mesh in zip(members, meshes)], axis=2)
 
-        values = _group_logits(estimator, X, k, (n_grid**k, len(members)), theta_of)
-        for c, m in enumerate(members):
-            lg = values[:, :, c].astype(np.float64).reshape((n,) + (n_grid,) * k)
-            lg = lg + (log_prior[m[0]] if k == 1
-                       else log_prior[m[0]][:, :, None] + log_prior[m[1]][:, None, :])
-            masses[m] = _normalized(lg)
+        values = candidate_logits(estimator, X, k, (len(meshes[0]), len(members)), theta_of)
+        for c, (m, size) in enumerate(zip(members, sizes)):
+            lg = values[:, :int(np.prod(size)), c].astype(np.float64).reshape((n,) + size)
+            log_density[m] = lg + (log_prior[m[0]] if k == 1
+                                   else log_prior[m[0]][:, :, None] + log_prior[m[1]][:, None, :])
             axes[m] = [(centres[p], widths[p]) for p in m]
-    for name, m, j in _one_d_from_two_d(estimator.names_, masses):
-        axes[(name,)] = [axes[m][j]]
-    return axes, masses
+    return axes, log_density
 
 
 def row_axes(axes, i):

@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._build import float_tensor, make_ratio_net
@@ -30,16 +30,24 @@ from ._checks import (
     PARAMETER_CONSTRAINTS,
     check_hyperparameters,
     check_support,
+    int_seed,
     marginal_label,
     parameter_names,
     resolve_marginals,
     validate_theta,
 )
-from ._grids import grid_logits, grid_masses, row_axes, zoomed_grid_masses
+from ._grids import (
+    check_grid_marginals,
+    grid_masses,
+    row_axes,
+    zoomed_grid_masses,
+    zoomed_log_densities,
+)
 from ._threads import torch_compute
 from ._training import PairData, check_training
-from .posterior import MarginalPosterior, hpd_extent
+from .posterior import MarginalPosterior, class_quantile, class_set_extent, hpd_extent
 from .prior import Prior
+from .sets import check_padding, is_set_embedding
 
 __all__ = ["TMNREEstimator"]
 
@@ -55,8 +63,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     marginals : {"1d", "2d", "1d+2d"} or list of tuple of str, default="1d"
         The marginals to learn; a list names them (``[("a",), ("a", "b")]``).
     embedding : str or torch.nn.Module class, default="mlp"
-        ``"identity"``, ``"linear"``, ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``, or a
-        module class. Its own arguments are given as ``embedding__<arg>=value``
+        ``"identity"``, ``"linear"``, ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``,
+        ``"deepset"`` (a fixed number of exchangeable draws), ``"set"`` (sets of
+        any element embedding, of varying size: see :mod:`sklearn_tmnre.sets`),
+        or a module class. Its own arguments are given as ``embedding__<arg>=value``
         (tunable by GridSearchCV), e.g. ``embedding__channels=(16, 32)`` or
         ``embedding__pooling="avg"`` for the CNNs (see
         :func:`sklearn_tmnre.networks.make_embedding`).
@@ -274,9 +284,15 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset):
+        # embedding="set" takes sets of varying size padded with all-NaN elements; NaN
+        # anywhere else (and for every other embedding) stays an error.
+        padded = is_set_embedding(self.embedding)
         X = validate_data(self, X, reset=reset, allow_nd=True, dtype=(np.float64, np.float32),
-                          ensure_min_samples=1)
-        if np.abs(X).max(initial=0.0) > FLOAT32_MAX:
+                          ensure_min_samples=1,
+                          ensure_all_finite="allow-nan" if padded else True)
+        if padded:
+            check_padding(X)
+        if np.nanmax(np.abs(X), initial=0.0) > FLOAT32_MAX:
             raise ValueError("X has values beyond float32's range (the network computes in "
                              "float32); rescale the data.")
         if reset:
@@ -323,10 +339,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         else:
             self.prior_ = _histogram_prior(theta, names)
         self.marginals_ = resolve_marginals(self.marginals, names)
+        check_grid_marginals(self.prior, self.marginals_)
         self.log_ratio_columns_ = [marginal_label(m) for m in self.marginals_]
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(2**31 - 1))
+        seed = int_seed(self.random_state)
         with torch.random.fork_rng(devices=[]), self._torch_compute():
             torch.manual_seed(seed)
             self.net_ = make_ratio_net(self, X, theta, seed)
@@ -387,11 +403,6 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def _grid_marginals(self):
         return [m for m in self.marginals_ if len(m) <= 2]
 
-    def _grid_logits(self, X, dims=(1, 2)):
-        """Logits on the grids; see :func:`sklearn_tmnre._grids.grid_logits`."""
-        with self._torch_compute():
-            return grid_logits(self, X, dims=dims)
-
     def _grid_masses(self, X, dims=(1, 2), zoom=True):
         """Normalized cell masses of validated observations on the posterior grids.
 
@@ -450,7 +461,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         return names, axes, masses
 
     def predict(self, X):
-        """Posterior means of every parameter from its 1-d marginal.
+        """Posterior means of every parameter from its 1-d marginal (modes for discrete ones).
 
         Parameters
         ----------
@@ -459,14 +470,73 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n, D), or (n,) if fitted with a 1-d ``y``
-            The means of ``posterior(x).mean()``, on the same zoomed grids.
+            The means of ``posterior(x).mean()``, on the same zoomed grids;
+            for a discrete parameter, its most probable class (the posterior
+            mode, a class value, as a classifier's ``predict``).
             Parameters without a 1-d or 2-d marginal are left out, with a
             warning that names them.
         """
         names, axes, masses = self._one_d_posteriors(X, "predict")
-        out = np.column_stack([np.sum(masses[(n,)] * axes[(n,)][0][0], axis=1)
-                               for n in names])
+        cols = []
+        for n in names:
+            mass, centres = masses[(n,)], axes[(n,)][0][0]
+            if self.prior_.is_discrete(n):
+                best = np.argmax(mass, axis=1)[:, None]
+                cols.append(np.take_along_axis(np.broadcast_to(centres, mass.shape), best,
+                                               axis=1)[:, 0])
+            else:
+                cols.append(np.sum(mass * centres, axis=1))
+        out = np.column_stack(cols)
         return out[:, 0] if getattr(self, "_y_1d", False) else out
+
+    def _has_discrete(self):
+        """Whether the prior has a discrete parameter (``predict_proba`` exists then)."""
+        return isinstance(self.prior, Prior) and any(self.prior.is_discrete(n)
+                                                     for n in self.prior.names)
+
+    @available_if(_has_discrete)
+    def predict_proba(self, X, name: str | None = None) -> pd.DataFrame:
+        """Posterior class probabilities of a discrete parameter.
+
+        Only available when the prior has a discrete parameter. Unlike a
+        scikit-learn classifier's, it covers one parameter at a time (the
+        estimator predicts all parameters, continuous ones included), and
+        returns a DataFrame whose columns are the class values, the order
+        a classifier's ``classes_`` would give them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, *event_shape)
+        name : str, optional
+            The discrete parameter; may be left out when there is only one.
+
+        Returns
+        -------
+        DataFrame of shape (n, n_classes)
+            Rows sum to one; the same probabilities as
+            ``posterior(x).probabilities(name)``.
+
+        Examples
+        --------
+        >>> est.predict_proba(X_test, name="model")       # doctest: +SKIP
+        """
+        check_is_fitted(self)
+        discrete = [n for n in self.names_ if self.prior_.is_discrete(n)
+                    and (n,) in self.marginals_]
+        if name is None:
+            if len(discrete) != 1:
+                raise ValueError(f"predict_proba: name the discrete parameter; the estimator "
+                                 f"has the discrete 1-d marginals {discrete}.")
+            name = discrete[0]
+        if name not in discrete:
+            raise ValueError(f"predict_proba: {name!r} is not a discrete parameter with a 1-d "
+                             f"marginal; those are {discrete}.")
+        axes, masses = self._grid_masses(self._observations(X), dims=(1,))
+        mass = masses[(name,)]
+        classes = np.asarray(axes[(name,)][0][0])
+        classes = classes if classes.ndim == 1 else classes[0]
+        return pd.DataFrame(mass / mass.sum(axis=1, keepdims=True),
+                            columns=pd.Index(classes, name=name))
 
     def predict_interval(self, X, coverage=0.9, kind="central"):
         """Credible intervals of every parameter.
@@ -483,7 +553,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         -------
         DataFrame of shape (n, 2 D), columns ``(parameter, "lower"/"upper")``
             The intervals of ``posterior(x).interval(coverage)`` or the extent
-            of ``posterior(x).hpd(coverage)``, on the same zoomed grids.
+            of ``posterior(x).hpd(coverage)``, on the same zoomed grids (for a
+            discrete parameter, class values: quantiles of its class table, or
+            the extent of its highest-probability set).
             Parameters without a 1-d or 2-d marginal are left out, with a
             warning that names them.
         """
@@ -500,7 +572,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             lo, hi = np.empty(len(m)), np.empty(len(m))
             for i, row in enumerate(rows):
                 (c, w), = row[(n,)]
-                if kind == "central":
+                if self.prior_.is_discrete(n):  # class values: quantiles, probable sets
+                    lo[i], hi[i] = (class_quantile(m[i], c, [(1 - coverage) / 2,
+                                                             (1 + coverage) / 2])
+                                    if kind == "central"
+                                    else class_set_extent(m[i], c, coverage)[:2])
+                elif kind == "central":
                     edges = np.concatenate([[c[0] - w / 2], c + w / 2])
                     cdf = np.concatenate([[0.0], np.cumsum(m[i]) / m[i].sum()])
                     lo[i], hi[i] = np.interp([(1 - coverage) / 2, (1 + coverage) / 2],
@@ -531,14 +608,15 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         theta = self._validate_theta(y, len(X), argname="y")
         check_support(self.prior, theta, "y")
         has_1d = any(len(m) == 1 for m in self.marginals_)
-        axes, logits, log_prior = self._grid_logits(X, dims=(1,) if has_1d else (2,))
-        use = list(logits)
+        # The normalizer on the same zoomed grids as the posterior: a posterior far
+        # narrower than the prior is integrated over fine cells, not a handful.
+        with self._torch_compute():
+            axes, log_density = zoomed_log_densities(self, X, dims=(1,) if has_1d else (2,))
         lr = self.log_ratio(X, theta)
         terms = []
-        for m in use:
-            volume = np.prod([w for _, w in axes[m]])
-            lg = (logits[m] + log_prior[m]).reshape(len(X), -1)
-            log_z = logsumexp(lg, axis=1) + np.log(volume)
+        for m, lg in log_density.items():
+            log_volume = np.sum([np.log(w) for _, w in axes[m]], axis=0)
+            log_z = logsumexp(lg.reshape(len(X), -1), axis=1) + log_volume
             value = lr[marginal_label(m)].to_numpy() - log_z
             if self.prior is not None:
                 idx = [self.names_.index(n) for n in m]
@@ -551,8 +629,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
     def save(self, path, *, overwrite=False):
         """Save the fitted estimator to a directory, without pickle.
 
-        Hyperparameters, prior and fitted metadata go to JSON; weights to a
-        tensor file loaded with ``weights_only=True``. See
+        Hyperparameters, prior and fitted metadata go to JSON, weights to a
+        safetensors file (tensors only), the training history to JSON. See
         :func:`sklearn_tmnre.persistence.save_estimator`.
 
         Parameters

@@ -23,6 +23,12 @@ and ``k`` covered, the uncertainty of the empirical coverage is the Jeffreys
 interval: quantiles of :math:`\\mathrm{Beta}(k + 1/2, n - k + 1/2)` (Brown, Cai
 & DasGupta 2001).
 
+For a discrete parameter the region is a highest-probability set of classes,
+and the level is randomized: the mass of the classes more probable than the
+true one plus a uniform fraction of the mass of those as probable
+(:func:`~sklearn_tmnre.posterior.class_level`), which is uniform on (0, 1) for
+an exact estimate, so the coverage is again exactly nominal.
+
 **C2ST.**  The classifier two-sample test of the SBI benchmark (Lopez-Paz &
 Oquab 2017; Lueckmann et al. 2021): the cross-validated accuracy of a
 classifier that tells two samples apart; 0.5 means indistinguishable, 1.0
@@ -44,7 +50,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._checks import marginal_label, validate_theta
-from .posterior import hpd_level
+from .posterior import class_level, hpd_level
 
 __all__ = [
     "CoverageScorer",
@@ -89,10 +95,23 @@ def _marginal_order(names, masses):
     return sorted(masses, key=lambda m: (len(m), [names.index(p) for p in m]))
 
 
-def _block_levels(names, axes, masses, theta):
-    """Credibility of each row's true value in every grid marginal of one block."""
-    return {m: hpd_level(mass, axes[m], theta[:, [names.index(p) for p in m]])
-            for m, mass in masses.items()}
+def _block_levels(names, axes, masses, theta, discrete=(), rng=None):
+    """Credibility of each row's true value in every grid marginal of one block.
+
+    Marginals of a discrete parameter (names in ``discrete``) get the
+    randomized level of :func:`~sklearn_tmnre.posterior.class_level`, with
+    uniforms from ``rng``.
+    """
+    levels = {}
+    for m, mass in masses.items():
+        values = theta[:, [names.index(p) for p in m]]
+        if len(m) == 1 and m[0] in discrete:
+            classes = np.asarray(axes[m][0][0])
+            classes = classes if classes.ndim == 1 else classes[0]  # the same for every row
+            levels[m] = class_level(mass, classes, values[:, 0], rng.random_sample(len(mass)))
+        else:
+            levels[m] = hpd_level(mass, axes[m], values)
+    return levels
 
 
 def _check_dims(dims):
@@ -104,7 +123,7 @@ def _check_dims(dims):
     return out
 
 
-def credibility(estimator, X, theta, dims=None):
+def credibility(estimator, X, theta, dims=None, random_state=0):
     """Credibility level of the true parameters in every estimated grid marginal.
 
     For each test pair the mass of the highest-density region of the
@@ -129,6 +148,13 @@ def credibility(estimator, X, theta, dims=None):
         Dimensions of the marginals to evaluate; None: every grid marginal.
         ``(1,)`` skips the 2-d grids, which cost ``n_grid_2d`` times more per
         observation (passed on as ``_grid_masses(X, dims=dims)``).
+    random_state : int, RandomState or None, default=0
+        Seeds the uniform draws of the randomized level of discrete
+        parameters (the mass of the classes more probable than the true one,
+        plus a uniform fraction of those as probable: see
+        :func:`~sklearn_tmnre.posterior.class_level`), with which a calibrated
+        estimator's coverage is exactly nominal. Continuous marginals do not
+        use it.
 
     Returns
     -------
@@ -156,6 +182,9 @@ def credibility(estimator, X, theta, dims=None):
     dims = _check_dims(dims)
     names = list(estimator.names_)
     theta = validate_theta(theta, list(estimator.names_), len(X))
+    prior = getattr(estimator, "prior_", None)
+    discrete = [] if prior is None else [n for n in names if prior.is_discrete(n)]
+    rng = check_random_state(random_state)
     columns, blocks, bar = None, [], None
     start, step = 0, _first_block(estimator, dims)
     began = time.perf_counter()
@@ -167,7 +196,7 @@ def credibility(estimator, X, theta, dims=None):
             axes, masses = estimator._grid_masses(X[start:stop], dims=dims)
             # 2-d grids still come back when a parameter's 1-d marginal is derived from one.
             masses = {m: v for m, v in masses.items() if len(m) in dims}
-        levels = _block_levels(names, axes, masses, theta[start:stop])
+        levels = _block_levels(names, axes, masses, theta[start:stop], discrete, rng)
         if columns is None:
             columns = _marginal_order(names, levels)
             if not columns:
@@ -232,7 +261,8 @@ def jeffreys_interval(k, n, confidence=0.95):
     return lower, upper
 
 
-def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95, dims=None):
+def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95, dims=None,
+                      random_state=0):
     """Empirical coverage of the estimated marginal posteriors at nominal levels.
 
     Parameters
@@ -254,6 +284,9 @@ def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95,
     dims : {None, (1,), (2,), (1, 2)}, default=None
         Dimensions of the marginals to evaluate (None: all; ``(1,)`` is much
         cheaper, see :func:`credibility`).
+    random_state : int, RandomState or None, default=0
+        Seeds the randomized credibility levels of discrete parameters (see
+        :func:`credibility`).
 
     Returns
     -------
@@ -271,7 +304,7 @@ def expected_coverage(estimator, X, theta, levels=(0.68, 0.95), confidence=0.95,
     levels = _check_levels(levels)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence!r}.")
-    cred = credibility(estimator, X, theta, dims=dims)
+    cred = credibility(estimator, X, theta, dims=dims, random_state=random_state)
     return _coverage_table(cred, levels, confidence)
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .sets import set_embedding
+
 __all__ = [
     "EMBEDDINGS",
     "BatchedMarginalHeads",
@@ -286,6 +288,7 @@ EMBEDDINGS = {
     "cnn1d": _cnn1d,
     "cnn2d": _cnn2d,
     "deepset": _deepset,
+    "set": set_embedding,
 }
 
 
@@ -311,7 +314,11 @@ def make_embedding(embedding, input_shape, out_features, **kwargs):
         average, blind to where features sit; ``"adaptive"`` averages onto a
         ``pooled_size`` grid) and ``pooled_size``; ``"deepset"`` (a
         permutation-invariant embedding of exchangeable elements) takes
-        ``set_size``, ``hidden``, ``layers``, ``dropout``.
+        ``set_size``, ``hidden``, ``layers``, ``dropout``; ``"set"`` (any
+        element network shared across sets of varying size, all-NaN elements
+        being padding) takes ``element``, ``element_dim``, ``pooling``,
+        ``hidden``, ``layers``, ``dropout`` and the element's own arguments as
+        ``element__<arg>`` (see :func:`sklearn_tmnre.sets.set_embedding`).
 
     Returns
     -------

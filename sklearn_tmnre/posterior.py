@@ -19,15 +19,36 @@ standard deviations for a normal).
 
 Marginals of three or more parameters have no grid; they are represented by
 prior samples weighted by :math:`\\exp f_m` (``weighted_samples``).
+
+**Discrete parameters.** The "grid" of a discrete parameter is its classes,
+each a cell of width 1 (the counting measure), so its cell masses are the
+class probabilities :math:`\\hat P(\\theta_i = k \\mid x_o) \\propto
+\\exp f_i(x_o, k)\\, P(\\theta_i = k)`. Draws are exact class values;
+quantiles are the smallest class whose CDF reaches ``q``
+(:func:`class_quantile`); the highest-density region becomes the
+*highest-probability set*, the most probable classes until they hold the level
+(:func:`class_set_extent`). The credibility of a class :math:`k^*` is
+randomized (:func:`class_level`),
+
+.. math:: c(k^*) = \\sum_{k:\\, P_k > P_{k^*}} P_k
+          + U \\sum_{k:\\, P_k = P_{k^*}} P_k, \\qquad U \\sim \\mathcal U(0, 1),
+
+which is uniform on (0, 1) when :math:`k^* \\sim \\hat P`: a calibrated
+estimator has exactly nominal expected coverage, as for continuous
+parameters, instead of the steps a deterministic rule would leave.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
-__all__ = ["MarginalPosterior", "grid_axes", "hpd_extent", "hpd_level"]
+from .prior import _class_index
+
+__all__ = ["MarginalPosterior", "class_level", "class_quantile", "class_set_extent",
+           "grid_axes", "hpd_extent", "hpd_level", "hpd_threshold"]
 
 
 def grid_axes(prior, names, n_points, tail=1e-6):
@@ -44,10 +65,16 @@ def grid_axes(prior, names, n_points, tail=1e-6):
     Returns
     -------
     list of (centres, width) per name
+        A discrete parameter's "grid" is its classes (whatever ``n_points``),
+        each a cell of width 1: the counting measure, so that cell masses are
+        class probabilities.
     """
     support = prior.support
     axes = []
     for name in names:
+        if prior.is_discrete(name):
+            axes.append((prior.probabilities(name).index.to_numpy(dtype=float), 1.0))
+            continue
         lo, hi = support.loc[name, "low"], support.loc[name, "high"]
         marginal = prior.marginal([name])
         if not np.isfinite(lo):
@@ -193,6 +220,31 @@ def _hpd_threshold(mass, slopes, level):
     return lo
 
 
+def hpd_threshold(mass, level):
+    """Cell mass at which the denser part of a 1-d or 2-d grid holds ``level``.
+
+    The density is linear inside each cell, as in :func:`hpd_level`, so the
+    region above the threshold holds ``level`` exactly rather than up to one
+    cell more: the threshold that :meth:`MarginalPosterior.hpd`,
+    :func:`hpd_level` and the contours of :func:`sklearn_tmnre.plotting.corner`
+    share.
+
+    Parameters
+    ----------
+    mass : ndarray of shape (G,) or (G, G)
+        Cell masses of one grid (normalized here).
+    level : float in (0, 1)
+
+    Returns
+    -------
+    float
+        The threshold, in mass per cell of the normalized grid.
+    """
+    m = np.asarray(mass, dtype=float)
+    m = m / m.sum()
+    return _hpd_threshold(m, _slopes(m, m.ndim), level)
+
+
 def hpd_extent(mass, centres, width, level):
     """Extent of the highest-density region of one 1-d grid marginal.
 
@@ -231,6 +283,111 @@ def hpd_extent(mass, centres, width, level):
             float(np.max(centres[keep] + width * high[keep])), len(starts))
 
 
+def class_level(mass: ArrayLike, classes: ArrayLike, values: ArrayLike,
+                u: float | ArrayLike) -> np.ndarray:
+    """Randomized credibility level of classes of a discrete posterior.
+
+    The mass of the classes strictly more probable than the value's, plus
+    ``u`` times the mass of the classes exactly as probable (its own
+    included). With ``u`` uniform on (0, 1) and the value drawn from the
+    posterior, the level is uniform on (0, 1), so a calibrated estimator's
+    coverage is exactly nominal; ``u = 1`` gives the mass of the smallest
+    highest-probability set that holds the value (a conservative level).
+
+    Parameters
+    ----------
+    mass : ndarray of shape (K,) or (n, K)
+        Class probabilities, one table for every value or one per value.
+    classes : ndarray of shape (K,)
+        The class values, sorted.
+    values : array-like of shape (n,)
+    u : float or array-like of shape (n,)
+        In [0, 1].
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        1 for values that are not classes.
+
+    Examples
+    --------
+    >>> class_level(np.array([0.2, 0.5, 0.3]), np.array([0.0, 1.0, 2.0]),
+    ...             [1.0, 2.0, 0.0, 5.0], u=0.5).round(2).tolist()
+    [0.25, 0.65, 0.9, 1.0]
+    """
+    classes = np.asarray(classes, dtype=float)
+    values = np.asarray(values, dtype=float).reshape(-1)
+    mass = np.asarray(mass, dtype=float)
+    mass = np.broadcast_to(mass / mass.sum(axis=-1, keepdims=True), (len(values), len(classes)))
+    idx, on = _class_index(classes, values)
+    own = mass[np.arange(len(values)), idx][:, None]
+    tied = np.isclose(mass, own, rtol=1e-9, atol=0.0)
+    more = np.sum(np.where((mass > own) & ~tied, mass, 0.0), axis=1)
+    level = more + np.asarray(u, dtype=float) * np.sum(np.where(tied, mass, 0.0), axis=1)
+    return np.where(on, np.clip(level, 0.0, 1.0), 1.0)
+
+
+def class_quantile(mass: ArrayLike, classes: ArrayLike, q: float | ArrayLike) -> np.ndarray:
+    """Quantiles of a discrete posterior: the smallest class whose CDF reaches ``q``.
+
+    Parameters
+    ----------
+    mass : ndarray of shape (K,)
+        Class probabilities.
+    classes : ndarray of shape (K,)
+        The class values, sorted.
+    q : float or array-like of float in [0, 1]
+
+    Returns
+    -------
+    ndarray of class values, of the shape of ``q``
+    """
+    mass = np.asarray(mass, dtype=float)
+    cdf = np.cumsum(mass) / mass.sum()
+    # A hair of slack: a CDF summed in floating point may miss q by rounding.
+    idx = np.searchsorted(cdf, np.asarray(q, dtype=float) - 1e-12, side="left")
+    return np.asarray(classes, dtype=float)[np.minimum(idx, len(cdf) - 1)]
+
+
+def class_set_extent(mass: ArrayLike, classes: ArrayLike,
+                     level: float) -> tuple[float, float, int]:
+    """Extent of the highest-probability set of a discrete posterior.
+
+    The set is the most probable classes, taken in decreasing probability
+    (ties: smaller class first) until they hold at least ``level``: the
+    discrete counterpart of :func:`hpd_extent`.
+
+    Parameters
+    ----------
+    mass : ndarray of shape (K,)
+        Class probabilities.
+    classes : ndarray of shape (K,)
+        The class values, sorted.
+    level : float in (0, 1)
+
+    Returns
+    -------
+    lower, upper : float
+        The smallest and largest class of the set.
+    n_intervals : int
+        Runs of neighbouring classes in the set (more than one: it has gaps).
+
+    Examples
+    --------
+    >>> class_set_extent(np.array([0.5, 0.1, 0.4]), np.array([0.0, 1.0, 2.0]), 0.8)
+    (0.0, 2.0, 2)
+    """
+    mass = np.asarray(mass, dtype=float)
+    classes = np.asarray(classes, dtype=float)
+    order = np.argsort(-mass, kind="stable")
+    cum = np.cumsum(mass[order]) / mass.sum()
+    n_keep = min(int(np.searchsorted(cum, level - 1e-12, side="left")) + 1, len(mass))
+    keep = np.zeros(len(mass), bool)
+    keep[order[:n_keep]] = True
+    starts = np.flatnonzero(keep & ~np.concatenate([[False], keep[:-1]]))
+    return float(classes[keep].min()), float(classes[keep].max()), len(starts)
+
+
 class MarginalPosterior:
     """Estimated 1-d and 2-d marginal posteriors of one observation.
 
@@ -250,26 +407,41 @@ class MarginalPosterior:
         Used for weighted prior samples and higher-dimensional marginals.
     x : ndarray, optional
         The observation.
+    discrete : sequence of str, optional
+        The discrete parameters, whose grids are their classes (cells of
+        width 1); by default those of ``estimator.prior_``.
 
     Attributes
     ----------
     names : list of str
         Parameters that have a 1-d marginal.
+    discrete : list of str
+        The discrete parameters among ``names``: their posterior is a table of
+        class probabilities (:meth:`probabilities`); draws, quantiles, the
+        mean and standard deviation are those of that table, :meth:`hpd` gives
+        the highest-probability set and :meth:`credibility` its randomized
+        level (:func:`class_level`).
 
     Examples
     --------
     >>> post = est.posterior(x_o)                       # doctest: +SKIP
     >>> post.summary()                                  # doctest: +SKIP
     >>> post.sample(1000, marginal=("a", "b"))          # doctest: +SKIP
+    >>> post.probabilities("model")                     # doctest: +SKIP
     """
 
-    def __init__(self, marginals, axes, mass, estimator=None, x=None):
+    def __init__(self, marginals, axes, mass, estimator=None, x=None, discrete=None):
         self.marginals = [tuple(m) for m in marginals]
         self.axes = axes
         self.mass = mass
         self.estimator = estimator
         self.x = x
         self.names = [m[0] for m in self.mass if len(m) == 1]
+        if discrete is None:
+            prior = getattr(estimator, "prior_", None)
+            discrete = [] if prior is None else [n for n in prior.names
+                                                 if prior.is_discrete(n)]
+        self.discrete = [n for n in self.names if n in set(discrete)]
 
     # ------------------------------------------------------------- accessors
     def _key(self, marginal):
@@ -303,10 +475,48 @@ class MarginalPosterior:
             dens = dens.T
         return self.grid(marginal), dens
 
+    def probabilities(self, name: str) -> pd.Series:
+        """Posterior probability of each class of a discrete parameter.
+
+        Parameters
+        ----------
+        name : str
+            A discrete parameter (see :attr:`discrete`).
+
+        Returns
+        -------
+        Series
+            Indexed by the class values (sorted), summing to one.
+
+        Examples
+        --------
+        >>> post.probabilities("model")                 # doctest: +SKIP
+        model
+        0.0    0.13
+        1.0    0.87
+        Name: probability, dtype: float64
+        """
+        if name not in self.discrete:
+            kind = "continuous" if name in self.names else "not estimated"
+            raise ValueError(f"probabilities: parameter {name!r} is {kind}; class "
+                             f"probabilities exist for the discrete parameters {self.discrete}.")
+        (classes, _), = self.axes[(name,)]
+        mass = self.mass[(name,)]
+        return pd.Series(mass / mass.sum(), index=pd.Index(classes, name=name),
+                         name="probability")
+
     def pdf(self, marginal, values):
-        """Density of a 1-d or 2-d marginal at given points (cell lookup; 0 outside the grid)."""
+        """Density of a 1-d or 2-d marginal at given points (cell lookup; 0 outside the grid).
+
+        For a discrete parameter, the probability of the class (0 for a value
+        that is not one).
+        """
         key, flipped = self._key(marginal)
         values = np.asarray(values, dtype=float).reshape(-1, len(key))
+        if len(key) == 1 and key[0] in self.discrete:
+            (classes, _), = self.axes[key]
+            idx, on = _class_index(classes, values[:, 0])
+            return np.where(on, self.probabilities(key[0]).to_numpy()[idx], 0.0)
         if flipped:
             values = values[:, ::-1]
         dens = self.mass[key] / np.prod([w for _, w in self.axes[key]])
@@ -315,14 +525,21 @@ class MarginalPosterior:
         out[inside] = dens[tuple(c[inside] for c in cells)]
         return out
 
-    def credibility(self, marginal, value):
+    def credibility(self, marginal, value, random_state=0) -> np.ndarray:
         """Mass of the highest-density region of ``marginal`` bounded at ``value``.
 
         0 means the value sits at the mode; values outside the grid get 1
-        (see :func:`hpd_level`).
+        (see :func:`hpd_level`). For a discrete parameter, the randomized
+        level of its highest-probability sets (:func:`class_level`), with the
+        uniform draws seeded by ``random_state`` (continuous marginals do not
+        use it).
         """
         key, flipped = self._key(marginal)
         values = np.asarray(value, dtype=float).reshape(-1, len(key))
+        if len(key) == 1 and key[0] in self.discrete:
+            (classes, _), = self.axes[key]
+            u = check_random_state(random_state).random_sample(len(values))
+            return class_level(self.mass[key], classes, values[:, 0], u)
         if flipped:
             values = values[:, ::-1]
         return hpd_level(self.mass[key], self.axes[key], values)
@@ -365,6 +582,9 @@ class MarginalPosterior:
         idx = np.unravel_index(flat, self.mass[key].shape)
         cols = []
         for j, (centres, width) in enumerate(self.axes[key]):
+            if key[j] in self.discrete:  # exact class values
+                cols.append(centres[idx[j]])
+                continue
             cols.append(centres[idx[j]] + width * (rng.random_sample(n) - 0.5))
         out = np.column_stack(cols)
         return out[:, ::-1] if flipped else out
@@ -403,6 +623,8 @@ class MarginalPosterior:
     def quantile(self, q):
         """Quantiles of every 1-d marginal (piecewise-linear CDF).
 
+        For a discrete parameter, the smallest class whose CDF reaches ``q``.
+
         Parameters
         ----------
         q : float or sequence of float in [0, 1]
@@ -414,6 +636,10 @@ class MarginalPosterior:
         qs = np.atleast_1d(np.asarray(q, dtype=float))
         out = {}
         for name in self.names:
+            if name in self.discrete:
+                (classes, _), = self.axes[(name,)]
+                out[name] = class_quantile(self.mass[(name,)], classes, qs)
+                continue
             edges, cdf = self._cdf(name)
             out[name] = np.interp(qs, cdf, edges)
         return pd.DataFrame(out, index=pd.Index(qs, name="q"))
@@ -424,13 +650,17 @@ class MarginalPosterior:
                           for n in self.names})
 
     def std(self):
-        """Posterior standard deviation of every 1-d marginal (Series), cell width included."""
+        """Posterior standard deviation of every 1-d marginal (Series), cell width included.
+
+        Discrete parameters: the standard deviation of the class table.
+        """
         out = {}
         for n in self.names:
             (c, w), = self.axes[(n,)]
             m = self.mass[(n,)]
             mu = np.sum(c * m)
-            out[n] = float(np.sqrt(np.sum((c - mu) ** 2 * m) + w**2 / 12))
+            spread = 0.0 if n in self.discrete else w**2 / 12
+            out[n] = float(np.sqrt(np.sum((c - mu) ** 2 * m) + spread))
         return pd.Series(out)
 
     def interval(self, level=0.9):
@@ -451,15 +681,22 @@ class MarginalPosterior:
         its edges fall inside cells rather than on cell edges, so its mass is
         ``level`` instead of up to one cell more.
 
+        For a discrete parameter, the highest-probability set: its most
+        probable classes until they hold ``level`` (:func:`class_set_extent`).
+
         Returns
         -------
         DataFrame (index = names, columns ``lower``, ``upper``, ``n_intervals``)
-            The extent of the region; ``n_intervals`` > 1 flags a multimodal region.
+            The extent of the region; ``n_intervals`` > 1 flags a multimodal
+            region (a set of classes with gaps, for a discrete parameter).
         """
         rows = {}
         for n in self.names:
             (c, w), = self.axes[(n,)]
-            lower, upper, n_intervals = hpd_extent(self.mass[(n,)], c, w, level)
+            if n in self.discrete:
+                lower, upper, n_intervals = class_set_extent(self.mass[(n,)], c, level)
+            else:
+                lower, upper, n_intervals = hpd_extent(self.mass[(n,)], c, w, level)
             rows[n] = {"lower": lower, "upper": upper, "n_intervals": n_intervals}
         return pd.DataFrame(rows).T.astype({"n_intervals": int})
 

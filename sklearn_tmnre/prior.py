@@ -11,6 +11,12 @@ and it is sampled by the inverse CDF between ``F(low)`` and ``F(high)``, so
 draws of a truncated prior are draws of the original prior conditioned on the
 box.  That is what lets TMNRE reuse earlier simulations that fall inside a new,
 smaller box.
+
+A parameter may also be discrete with finitely many values (*classes*):
+``bernoulli``, ``randint``, ``binom`` or an ``rv_discrete(values=(xk, pk))``
+table. Its density is its probability mass function (the density with respect
+to the counting measure), it is sampled by the inverse CDF over its classes,
+and it is never truncated: a box leaves all its classes in place.
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ from sklearn.utils import check_random_state
 __all__ = ["Prior"]
 
 
+# Largest number of classes of a discrete parameter (its support points are its grid).
+MAX_CLASSES = 65_536
+
+
 def _check_distribution(name, dist):
+    """The frozen distribution of parameter ``name``, checked (an ``rv_discrete(values=...)``
+    table is frozen here: it has no shape parameters)."""
+    if isinstance(dist, stats.rv_discrete) and getattr(dist, "xk", None) is not None:
+        dist = dist()
     if isinstance(dist, stats.rv_continuous | stats.rv_discrete):
         raise TypeError(
             f"Prior: distribution {name!r} is not frozen; pass e.g. "
@@ -41,14 +55,53 @@ def _check_distribution(name, dist):
     if not all(isinstance(v, numbers.Real) and np.isfinite(v) for v in values):
         raise ValueError(f"Prior: distribution {name!r} has NaN, infinite or non-scalar "
                          f"parameters {dist.args} {dist.kwds}.")
+    if isinstance(dist.dist, stats.rv_discrete):
+        _discrete_table(name, dist)
+        return dist
     # rv_continuous generators are univariate by construction; scipy's
     # multivariate distributions are a different class and fail this check.
     if not isinstance(dist.dist, stats.rv_continuous):
         raise TypeError(
-            f"Prior: distribution {name!r} must be a continuous univariate distribution; "
-            "discrete and multivariate priors are not supported (give one univariate "
-            "distribution per parameter)."
+            f"Prior: distribution {name!r} must be a continuous or a finite discrete "
+            "univariate distribution; multivariate priors are not supported (give one "
+            "univariate distribution per parameter)."
         )
+    return dist
+
+
+def _discrete_table(name, dist):
+    """Support points (sorted) and their probabilities of a frozen discrete distribution.
+
+    Points of zero probability are left out; infinite supports, and supports of
+    fewer than two or more than ``MAX_CLASSES`` points, are refused.
+    """
+    low, high = (float(v) for v in dist.support())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise TypeError(
+            f"Prior: discrete distribution {name!r} ({dist.dist.name}) has infinite support "
+            f"[{low:g}, {high:g}]; a discrete parameter needs finitely many classes (its "
+            "posterior is a table of class probabilities; continuous distributions have no "
+            "such limit). Cut it to a table of values, e.g. xk = np.arange(0, 30); "
+            "pk = stats.poisson(3).pmf(xk); stats.rv_discrete(values=(xk, pk / pk.sum())).")
+    xk = getattr(dist.dist, "xk", None)
+    if xk is not None:  # an rv_discrete(values=...) table, shifted by its loc
+        points = np.asarray(xk, dtype=float) + (low - float(np.min(xk)))
+    else:
+        if high - low + 1 > MAX_CLASSES:
+            raise ValueError(
+                f"Prior: discrete distribution {name!r} has {high - low + 1:.0f} support "
+                f"points, more than {MAX_CLASSES}; use a continuous distribution for it.")
+        points = np.arange(low, high + 1, dtype=float)
+    pmf = np.asarray(dist.pmf(points), dtype=float)
+    keep = pmf > 0
+    points, pmf = points[keep], pmf[keep]
+    if len(points) < 2 or len(points) > MAX_CLASSES:
+        raise ValueError(
+            f"Prior: discrete distribution {name!r} has {len(points)} value(s) of positive "
+            f"probability; a discrete parameter needs between 2 and {MAX_CLASSES} (a single "
+            "value is a constant: leave it out of the prior).")
+    order = np.argsort(points)
+    return points[order], pmf[order] / pmf.sum()
 
 
 class _Families:
@@ -62,7 +115,8 @@ class _Families:
             # Every frozen distribution holds its own generator instance; scipy's
             # built-in families are equal by type, anything else (histograms,
             # user subclasses with their own state) only to itself.
-            builtin = (type(d.dist).__module__.startswith("scipy.stats._continuous_distns")
+            builtin = (type(d.dist).__module__.startswith(("scipy.stats._continuous_distns",
+                                                           "scipy.stats._discrete_distns"))
                        and not isinstance(d.dist, stats.rv_histogram))
             family = type(d.dist) if builtin else id(d.dist)
             key = (family, len(d.args), tuple(sorted(d.kwds)))
@@ -82,7 +136,8 @@ class _Families:
         values = np.asarray(values, dtype=float)
         out = np.empty(values.shape, dtype=float)
         for gen, idx, args, kwds in self.groups:
-            out[..., idx] = getattr(gen, method)(values[..., idx], *args, **kwds)
+            name = "logpmf" if method == "logpdf" and isinstance(gen, stats.rv_discrete) else method
+            out[..., idx] = getattr(gen, name)(values[..., idx], *args, **kwds)
         return out
 
     def support(self, ndim):
@@ -100,10 +155,15 @@ class Prior:
     ----------
     distributions : dict or list
         ``{name: frozen scipy.stats distribution}``; a list gives the names
-        ``theta_0, theta_1, ...``.
+        ``theta_0, theta_1, ...``. Continuous distributions, and discrete ones
+        of finite support (*classes*): ``stats.bernoulli(p)``,
+        ``stats.randint(low, high)``, ``stats.binom(n, p)``, or a categorical
+        table ``stats.rv_discrete(values=(xk, pk))``. A discrete distribution of
+        infinite support (``poisson``, ``geom``) is refused: cut it to a table.
     bounds : dict, DataFrame or array-like of shape (n_params, 2), optional
         Restrict the prior to this box (exact truncation). Usually created by
-        :meth:`truncate`, not passed by hand.
+        :meth:`truncate`, not passed by hand. Discrete parameters keep their
+        whole support whatever their bounds (see :meth:`truncate`).
 
     Attributes
     ----------
@@ -123,6 +183,14 @@ class Prior:
     (3, 2)
     >>> float(prior.mass({"a": (0, 1), "b": (-np.inf, np.inf)}))
     0.5
+
+    A discrete parameter (here a model index) beside a continuous one:
+
+    >>> mixed = Prior({"model": stats.bernoulli(0.5), "sigma": stats.uniform(1, 2)})
+    >>> mixed.is_discrete("model"), mixed.is_discrete("sigma")
+    (True, False)
+    >>> mixed.probabilities("model").round(6).tolist()
+    [0.5, 0.5]
     """
 
     def __init__(self, distributions, bounds=None):
@@ -146,15 +214,22 @@ class Prior:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"Prior: duplicate parameter names {dup}.")
-        for name, dist in items:
-            _check_distribution(name, dist)
+        items = [(name, _check_distribution(name, dist)) for name, dist in items]
         self.distributions = dict(zip(names, (d for _, d in items)))
         self.names = names
         self.ndim = len(names)
+        # Discrete parameters: column index -> (support points, probabilities).
+        self._tables = {i: _discrete_table(n, d) for i, (n, d) in enumerate(items)
+                        if isinstance(d.dist, stats.rv_discrete)}
         self._families = _Families(list(self.distributions.values()))
         full = self._families.support(self.ndim)
+        for i, (points, _) in self._tables.items():
+            full[i] = points[0], points[-1]
         self._full_support = full
         self._bounds = full.copy() if bounds is None else self._parse_bounds(bounds, clip=True)
+        # Discrete parameters are never truncated: they keep their whole support.
+        discrete = list(self._tables)
+        self._bounds[discrete] = full[discrete]
         self._cdf_low = self._families("cdf", self._bounds[:, 0])
         self._sf_high = self._families("sf", self._bounds[:, 1])
         # Mass per dimension from whichever tail keeps precision (far upper tails
@@ -163,6 +238,7 @@ class Prior:
         sf_low = self._families("sf", self._bounds[:, 0])
         self._mass_1d = np.clip(np.maximum(cdf_high - self._cdf_low, sf_low - self._sf_high),
                                 0.0, 1.0)
+        self._cdf_low[discrete], self._sf_high[discrete], self._mass_1d[discrete] = 0, 0, 1
         if np.any(self._mass_1d <= 0) or np.any(self._bounds[:, 1] <= self._bounds[:, 0]):
             bad = [n for n, m, b in zip(names, self._mass_1d, self._bounds)
                    if m <= 0 or b[1] <= b[0]]
@@ -243,6 +319,45 @@ class Prior:
         return pd.DataFrame(self._bounds, index=pd.Index(self.names, name="parameter"),
                             columns=["low", "high"])
 
+    def is_discrete(self, name: str) -> bool:
+        """Whether parameter ``name`` has a discrete distribution (finitely many classes).
+
+        Parameters
+        ----------
+        name : str
+
+        Returns
+        -------
+        bool
+        """
+        return self._index(name) in self._tables
+
+    def probabilities(self, name: str) -> pd.Series:
+        """Prior probability of each class of a discrete parameter.
+
+        Parameters
+        ----------
+        name : str
+            A discrete parameter (see :meth:`is_discrete`).
+
+        Returns
+        -------
+        Series
+            Indexed by the class values (sorted), summing to one; classes of
+            zero probability are left out.
+        """
+        i = self._index(name)
+        if i not in self._tables:
+            raise ValueError(f"Prior.probabilities: parameter {name!r} is continuous; class "
+                             "probabilities exist for discrete parameters only.")
+        points, pmf = self._tables[i]
+        return pd.Series(pmf, index=pd.Index(points, name=name), name="probability")
+
+    def _index(self, name):
+        if name not in self.names:
+            raise ValueError(f"Prior: unknown parameter name {name!r}; known: {self.names}.")
+        return self.names.index(name)
+
     @property
     def is_truncated(self):
         """bool: whether the box is narrower than the distributions' own support."""
@@ -293,7 +408,14 @@ class Prior:
         if upper.any():
             tail = self._families("isf", sf_hi + (1.0 - u) * mass)
             out[:, upper] = tail[:, upper]
-        return np.clip(out, self._bounds[:, 0], self._bounds[:, 1])
+        out = np.clip(out, self._bounds[:, 0], self._bounds[:, 1])
+        for i, (points, pmf) in self._tables.items():
+            # Exact inverse CDF over the classes: the first whose CDF exceeds u.
+            cdf = np.cumsum(pmf)
+            cdf[-1] = 1.0
+            idx = np.searchsorted(cdf, u[:, i], side="right")
+            out[:, i] = points[np.minimum(idx, len(points) - 1)]
+        return out
 
     def from_unit(self, u):
         """Map points of the unit cube to parameters (inverse probability integral transform).
@@ -314,7 +436,9 @@ class Prior:
     def to_unit(self, theta):
         """Map parameters to the unit cube of this (truncated) prior, per parameter.
 
-        Values outside the box map to 0 or 1 (clipped).
+        Values outside the box map to 0 or 1 (clipped). A class of a discrete
+        parameter maps to the middle of its step of the CDF, which
+        :meth:`from_unit` maps back to it.
 
         Parameters
         ----------
@@ -331,19 +455,35 @@ class Prior:
             sf_low = self._sf_high + self._mass_1d
             tail = (sf_low - self._families("sf", th)) / self._mass_1d
             out[:, upper] = tail[:, upper]
+        for i, (points, pmf) in self._tables.items():
+            # A class maps to the middle of its CDF step, so from_unit maps it back.
+            cdf = np.concatenate([[0.0], np.cumsum(pmf)])
+            below = np.searchsorted(points, th[:, i], side="right")
+            idx, on = _class_index(points, th[:, i])
+            out[:, i] = np.where(on, cdf[idx + 1] - pmf[idx] / 2, cdf[below])
         return pd.DataFrame(np.clip(out, 0.0, 1.0), columns=self.names)
 
     def log_prob_per_param(self, theta):
-        """Log density of each parameter separately, shape (n, ndim); ``-inf`` outside."""
+        """Log density of each parameter separately, shape (n, ndim); ``-inf`` outside.
+
+        For a discrete parameter, the log probability of its class (``-inf``
+        for a value that is not one of its classes).
+        """
         th = self._as_array(theta)
         with np.errstate(divide="ignore"):
             out = self._families("logpdf", th) - np.log(self._mass_1d)
+            for i, (points, pmf) in self._tables.items():
+                idx, on = _class_index(points, th[:, i])
+                out[:, i] = np.where(on, np.log(pmf[idx]), -np.inf)
         outside = (th < self._bounds[:, 0]) | (th > self._bounds[:, 1])
         out[outside] = -np.inf
         return out
 
     def log_prob(self, theta):
         """Log density of the (truncated) prior; ``-inf`` outside the support.
+
+        Discrete parameters contribute their log probability (log pmf), i.e. the
+        density with respect to the counting measure.
 
         Parameters
         ----------
@@ -356,9 +496,12 @@ class Prior:
         return self.log_prob_per_param(theta).sum(axis=1)
 
     def contains(self, theta):
-        """Boolean mask (n,): rows inside the box (bounds included)."""
+        """Boolean mask (n,): rows inside the box (bounds included), discrete values on a class."""
         th = self._as_array(theta)
-        return np.all((th >= self._bounds[:, 0]) & (th <= self._bounds[:, 1]), axis=1)
+        inside = np.all((th >= self._bounds[:, 0]) & (th <= self._bounds[:, 1]), axis=1)
+        for i, (points, _) in self._tables.items():
+            inside &= _class_index(points, th[:, i])[1]
+        return inside
 
     def mass(self, bounds):
         """Probability under this prior of the box ``bounds``.
@@ -367,6 +510,7 @@ class Prior:
         ----------
         bounds : dict, DataFrame (``low``/``high``) or array (ndim, 2)
             Parameters left out of a dict or DataFrame keep their full range.
+            For a discrete parameter, the classes in ``[low, high]`` count.
 
         Returns
         -------
@@ -375,15 +519,26 @@ class Prior:
         box = self._parse_bounds(bounds, clip=False)
         lo = np.maximum(box[:, 0], self._bounds[:, 0])
         hi = np.minimum(box[:, 1], self._bounds[:, 1])
-        if np.any(hi <= lo):
+        continuous = np.ones(self.ndim, bool)
+        continuous[list(self._tables)] = False
+        if np.any((hi <= lo) & continuous):
             return 0.0
         f = self._families
-        inner = np.maximum(f("cdf", hi) - f("cdf", lo), f("sf", lo) - f("sf", hi))
-        total = np.exp(np.sum(np.log(np.maximum(inner, 0.0) / self._mass_1d)))
+        with np.errstate(divide="ignore"):
+            inner = np.maximum(f("cdf", hi) - f("cdf", lo), f("sf", lo) - f("sf", hi))
+            for i, (points, pmf) in self._tables.items():
+                # The classes inside [lo, hi] (a box may hold a single class).
+                inner[i] = pmf[(points >= lo[i]) & (points <= hi[i])].sum()
+            total = np.exp(np.sum(np.log(np.maximum(inner, 0.0) / self._mass_1d)))
         return float(min(max(total, 0.0), 1.0))
 
     def truncate(self, bounds):
         """Return a new prior restricted to ``bounds`` intersected with the current box.
+
+        Discrete parameters are not truncated: they keep their whole support
+        whatever ``bounds`` says of them, so that every class keeps its prior
+        probability and its simulations (a box of classes would save little,
+        and a wrongly dropped class could never be recovered).
 
         Parameters
         ----------
@@ -401,6 +556,8 @@ class Prior:
         box = self._parse_bounds(bounds, clip=False)
         lo = np.maximum(box[:, 0], self._bounds[:, 0])
         hi = np.minimum(box[:, 1], self._bounds[:, 1])
+        discrete = list(self._tables)
+        lo[discrete], hi[discrete] = self._bounds[discrete, 0], self._bounds[discrete, 1]
         empty = [n for n, a, b in zip(self.names, lo, hi) if not b > a]
         if empty:
             raise ValueError(
@@ -416,7 +573,11 @@ class Prior:
         ):
             args = ", ".join(f"{a:.4g}" for a in dist.args)
             kw = ", ".join(f"{k}={v:.4g}" for k, v in dist.kwds.items())
-            desc = f"{dist.dist.name}({', '.join(p for p in (args, kw) if p)})"
+            family = dist.dist.name
+            if getattr(dist.dist, "xk", None) is not None:  # a table: its classes
+                family, args = "rv_discrete", ", ".join(
+                    p for p in (f"xk={np.asarray(dist.dist.xk).tolist()}", args) if p)
+            desc = f"{family}({', '.join(p for p in (args, kw) if p)})"
             if (lo, hi) != tuple(full):
                 desc += f" in [{lo:.4g}, {hi:.4g}]"
             parts.append(f"{name}: {desc}")
@@ -426,14 +587,16 @@ class Prior:
     def to_dict(self):
         """The prior as JSON-serializable data: the one serialized form of a prior.
 
-        Its distributions must be named ``scipy.stats`` distributions or
-        ``rv_histogram`` ones.
+        Its distributions must be named ``scipy.stats`` distributions (continuous
+        or discrete), ``rv_histogram`` ones or ``rv_discrete(values=(xk, pk))``
+        tables.
 
         Returns
         -------
         dict
             ``names``, ``distributions`` (name, args, kwds; histogram arrays for
-            ``rv_histogram``) and ``bounds`` (the box, one ``[low, high]`` per name).
+            ``rv_histogram``, ``xk`` and ``pk`` for ``rv_discrete`` tables) and
+            ``bounds`` (the box, one ``[low, high]`` per name).
 
         Examples
         --------
@@ -489,6 +652,22 @@ class Prior:
     __hash__ = None
 
 
+def _class_index(points, values):
+    """Index of each value among sorted class ``points``, and whether it is one of them.
+
+    A value matches a class within a relative 1e-9 (values that went through
+    float arithmetic still find their class); ``idx`` is only meaningful where
+    ``on`` is True.
+    """
+    values = np.asarray(values, dtype=float)
+    idx = np.clip(np.searchsorted(points, values), 0, len(points) - 1)
+    # The nearer of the two neighbouring points.
+    left = np.maximum(idx - 1, 0)
+    idx = np.where(np.abs(points[left] - values) < np.abs(points[idx] - values), left, idx)
+    on = np.abs(points[idx] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
+    return idx, on
+
+
 def _scalar(value, what):
     arr = np.asarray(value)
     if arr.ndim != 0 or arr.dtype.kind not in "biuf":
@@ -500,16 +679,21 @@ def _distribution_to_dict(name, frozen):
     dist = frozen.dist
     args = [_scalar(a, f"prior parameter {name!r}: argument") for a in frozen.args]
     kwds = {k: _scalar(v, f"prior parameter {name!r}: {k}") for k, v in frozen.kwds.items()}
+    if isinstance(dist, stats.rv_discrete) and getattr(dist, "xk", None) is not None:
+        return {"distribution": "rv_discrete", "xk": np.asarray(dist.xk, float).tolist(),
+                "pk": np.asarray(dist.pk, float).tolist(), "args": args, "kwds": kwds}
     if isinstance(dist, stats.rv_histogram):
         hist, edges = dist._histogram
         return {"distribution": "rv_histogram", "histogram": np.asarray(hist, float).tolist(),
                 "bin_edges": np.asarray(edges, float).tolist(),
                 "density": bool(getattr(dist, "_density", False)), "args": args, "kwds": kwds}
     named = getattr(stats, dist.name, None)
-    if not isinstance(named, stats.rv_continuous) or type(named) is not type(dist):
+    if (not isinstance(named, stats.rv_continuous | stats.rv_discrete)
+            or type(named) is not type(dist)):
         raise ValueError(
             f"prior parameter {name!r}: {type(dist).__name__} is not a named scipy.stats "
-            "distribution nor an rv_histogram, so it cannot be written as data; use one of "
+            "distribution, an rv_histogram nor an rv_discrete table, so it cannot be written "
+            "as data; use one of "
             "scipy.stats' distributions (or pickle the estimator).")
     return {"distribution": dist.name, "args": args, "kwds": kwds}
 
@@ -521,11 +705,14 @@ def _distribution_from_dict(name, spec):
         generator = stats.rv_histogram((np.asarray(spec["histogram"], float),
                                         np.asarray(spec["bin_edges"], float)),
                                        density=bool(spec["density"]))
+    elif kind == "rv_discrete":
+        generator = stats.rv_discrete(values=(np.asarray(spec["xk"], float),
+                                              np.asarray(spec["pk"], float)))
     else:
         generator = getattr(stats, str(kind), None)
         # Only scipy's own distribution objects are looked up: nothing else is called.
-        if not isinstance(generator, stats.rv_continuous):
+        if not isinstance(generator, stats.rv_continuous | stats.rv_discrete):
             raise ValueError(f"prior parameter {name!r} has distribution {kind!r}, which is "
-                             "not a continuous scipy.stats distribution in scipy "
-                             f"{scipy.__version__}.")
+                             "not a continuous scipy.stats distribution nor a discrete "
+                             f"one in scipy {scipy.__version__}.")
     return generator(*args, **kwds)

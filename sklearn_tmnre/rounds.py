@@ -37,23 +37,29 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
+from typing import Literal
 
 import joblib
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import Callback
 
+from ._checks import check_observation, seed_entropy, validate_params
 from .estimator import TMNREEstimator
 from .prior import Prior
-from .simulate import SimulationError, check_timeout, simulate
+from .sets import is_set_embedding
+from .simulate import SimulationError, simulate
 from .store import SimulationStore
 from .truncation import Truncator
 
@@ -72,7 +78,7 @@ _APPENDS_PER_ROUND = 20
 _FIRST_ROUND_SHARE = 0.3
 
 
-def budget_schedule(n_sims, max_rounds):
+def budget_schedule(n_sims: int, max_rounds: int) -> list[int]:
     """New simulations per round for a total budget: 30 % first, the rest evenly.
 
     Parameters
@@ -100,20 +106,8 @@ def budget_schedule(n_sims, max_rounds):
 
 
 def _campaign_entropy(random_state):
-    """The campaign's SeedSequence entropy from an sklearn-style ``random_state``."""
-    if random_state is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"TMNRE: random_state must be a non-negative int; got "
-                             f"{random_state!r}.")
-        return int(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2**31 - 1)) * 2**32 + int(random_state.randint(2**31 - 1))
-    raise TypeError(f"TMNRE: random_state must be None, an int, a RandomState or a Generator; "
-                    f"got {type(random_state).__name__}.")
+    """The campaign's SeedSequence entropy from its (validated) ``random_state``."""
+    return seed_entropy(random_state, "TMNRE")
 
 
 def _derived_seed(entropy, *key):
@@ -289,23 +283,23 @@ class TMNRE(BaseEstimator):
 
     def __init__(
         self,
-        simulator,
-        prior,
-        estimator=None,
-        truncator=None,
-        n_sims=10_000,
-        max_rounds=5,
-        convergence_ratio=0.8,
-        warm_start=False,
-        spend_budget=True,
-        store=None,
-        n_jobs=None,
-        simulate_batch_size=None,
-        on_error="skip",
-        timeout=None,
-        random_state=None,
-        verbose=0,
-    ):
+        simulator: Callable[..., ArrayLike],
+        prior: Prior,
+        estimator: TMNREEstimator | None = None,
+        truncator: Truncator | None = None,
+        n_sims: int | Sequence[int] = 10_000,
+        max_rounds: int = 5,
+        convergence_ratio: float = 0.8,
+        warm_start: bool = False,
+        spend_budget: bool = True,
+        store: str | os.PathLike | SimulationStore | None = None,
+        n_jobs: int | None = None,
+        simulate_batch_size: int | None = None,
+        on_error: Literal["skip", "raise"] = "skip",
+        timeout: float | None = None,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.simulator = simulator
         self.prior = prior
         self.estimator = estimator
@@ -323,63 +317,60 @@ class TMNRE(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    _parameter_constraints: dict = {
+        "simulator": [callable],
+        "prior": [Prior],
+        "estimator": [TMNREEstimator, None],
+        "truncator": [Truncator, None],
+        # A list's entries are checked by _budgets.
+        "n_sims": [Interval(Integral, 2, None, closed="left"), list, tuple, np.ndarray],
+        "max_rounds": [Interval(Integral, 1, None, closed="left")],
+        "convergence_ratio": [Interval(Real, 0, 1, closed="right")],
+        "warm_start": ["boolean"],
+        "spend_budget": ["boolean"],
+        "store": [str, os.PathLike, SimulationStore, None],
+        "n_jobs": [Integral, None],
+        "simulate_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "on_error": [StrOptions({"skip", "raise"})],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
+        # Any non-negative int is a campaign's entropy (a stored one may exceed 2**32).
+        "random_state": [Interval(Integral, 0, None, closed="left"), np.random.RandomState,
+                         np.random.Generator, None],
+        "verbose": ["verbose"],
+    }
+
     # ------------------------------------------------------------ validation
     def _budgets(self):
-        """The number of new simulations of each round."""
-        def check(value, what):
-            if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+        """The number of new simulations of each round (parameters already validated)."""
+        if not isinstance(self.n_sims, list | tuple | np.ndarray):
+            return budget_schedule(self.n_sims, self.max_rounds)
+        if len(self.n_sims) == 0:
+            raise ValueError("TMNRE: n_sims is an empty list; give one number per round.")
+        for i, value in enumerate(self.n_sims):
+            if (not isinstance(value, Integral) or isinstance(value, bool | np.bool_)
                     or value < 2):
                 raise ValueError(f"TMNRE: n_sims must be an integer >= 2 or a list of them; "
-                                 f"{what} is {value!r}.")
-            return int(value)
+                                 f"entry {i} is {value!r}.")
+        return [int(v) for v in self.n_sims][:self.max_rounds]
 
-        if not (isinstance(self.max_rounds, numbers.Integral) and self.max_rounds >= 1):
-            raise ValueError(f"TMNRE: max_rounds must be an integer >= 1; got "
-                             f"{self.max_rounds!r}.")
-        if isinstance(self.n_sims, list | tuple | np.ndarray):
-            if len(self.n_sims) == 0:
-                raise ValueError("TMNRE: n_sims is an empty list; give one number per round.")
-            budgets = [check(v, f"entry {i}") for i, v in enumerate(self.n_sims)]
-            return budgets[:self.max_rounds]
-        return budget_schedule(check(self.n_sims, "it"), self.max_rounds)
+    def _check_params(self):
+        """Check the declared ``_parameter_constraints`` (called by ``fit``)."""
+        validate_params(self, hints={
+            "simulator": "Pass a function simulator(theta_row, rng=None) returning an array.",
+            "estimator": "Pass None for TMNREEstimator(marginals='1d').",
+            "truncator": "Pass None for Truncator().",
+            "n_sims": "It is the total number of new simulations, or a list of them per "
+                      "round.",
+            "timeout": "It is the seconds allowed per simulation; None for no limit.",
+            "random_state": "With a store that holds a campaign, None continues it.",
+        })
 
-    def _check_params(self, x_o):
-        if not callable(self.simulator):
-            raise TypeError(f"TMNRE: simulator must be callable; got "
-                            f"{type(self.simulator).__name__}.")
-        if not isinstance(self.prior, Prior):
-            raise TypeError(f"TMNRE: prior must be a sklearn_tmnre.Prior; got "
-                            f"{type(self.prior).__name__}.")
-        if self.estimator is not None and not isinstance(self.estimator, TMNREEstimator):
-            raise TypeError(f"TMNRE: estimator must be a TMNREEstimator or None; got "
-                            f"{type(self.estimator).__name__}.")
-        if self.truncator is not None and not isinstance(self.truncator, Truncator):
-            raise TypeError(f"TMNRE: truncator must be a Truncator or None; got "
-                            f"{type(self.truncator).__name__}.")
-        if not (isinstance(self.convergence_ratio, numbers.Real)
-                and 0 < self.convergence_ratio <= 1):
-            raise ValueError(f"TMNRE: convergence_ratio must be in (0, 1]; got "
-                             f"{self.convergence_ratio!r}.")
-        if self.on_error not in ("skip", "raise"):
-            raise ValueError(f"TMNRE: on_error must be 'skip' or 'raise'; got "
-                             f"{self.on_error!r}.")
-        check_timeout(self.timeout, "TMNRE")
-        bs = self.simulate_batch_size
-        if bs is not None and (not isinstance(bs, numbers.Integral) or bs < 1):
-            raise ValueError(f"TMNRE: simulate_batch_size must be a positive integer or None; "
-                             f"got {bs!r}.")
-        if not (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0):
-            raise ValueError(f"TMNRE: verbose must be an integer >= 0; got {self.verbose!r}.")
-        if self.store is not None and not isinstance(self.store, str | os.PathLike
-                                                     | SimulationStore):
-            raise TypeError(f"TMNRE: store must be a path, a SimulationStore or None; got "
-                            f"{type(self.store).__name__}.")
-        arr = np.asarray(x_o)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"TMNRE.fit: x_o must be real numbers; got dtype {arr.dtype}.")
-        if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
-            raise ValueError("TMNRE.fit: x_o must be finite and within float32's range.")
-        return arr
+    def _check_observation(self, x_o):
+        return check_observation(x_o, "TMNRE.fit", padded=self._padded_sets())
+
+    def _padded_sets(self):
+        """Whether the estimator reads sets of varying size (NaN padding is data)."""
+        return is_set_embedding(getattr(self.estimator, "embedding", None))
 
     @staticmethod
     def _check_observation_shape(x_o, event_shape):
@@ -484,7 +475,8 @@ class TMNRE(BaseEstimator):
                 result = simulate(self.simulator, theta, n_jobs=self.n_jobs,
                                   random_state=sim_seed, timeout=self.timeout,
                                   row_ids=k * _ROUND_STRIDE + index, return_result=True,
-                                  event_shape=store.event_shape)
+                                  event_shape=store.event_shape,
+                                  nan_padding=self._padded_sets())
                 pending.append((theta, result, index))
                 if result.ok.any() or store.event_shape is not None:
                     # A batch with a success first: it fixes the store's event shape.
@@ -536,7 +528,7 @@ class TMNRE(BaseEstimator):
         return theta[self.prior.names].iloc[order].reset_index(drop=True), X[order]
 
     # ------------------------------------------------------------------- fit
-    def fit(self, x_o, y=None):
+    def fit(self, x_o: ArrayLike, y: None = None) -> TMNRE:
         """Run the rounds for the observation ``x_o``.
 
         Parameters
@@ -550,8 +542,9 @@ class TMNRE(BaseEstimator):
         -------
         self : TMNRE
         """
-        x_o = self._check_params(x_o)
+        self._check_params()
         budgets = self._budgets()
+        x_o = self._check_observation(x_o)
         tmpdir = None
         if self.store is None:
             tmpdir = tempfile.mkdtemp(prefix="sklearn_tmnre-")

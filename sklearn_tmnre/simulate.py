@@ -28,6 +28,9 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._checks import seed_entropy
+from .sets import check_padding
+
 __all__ = ["simulate", "SimulationResult", "SimulationError", "SimulationWarning"]
 
 
@@ -71,30 +74,18 @@ def _accepts_rng(simulator):
     return "rng" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _entropy(random_state):
-    """Turn any sklearn-style ``random_state`` into SeedSequence entropy."""
-    if random_state is None:
-        return np.random.SeedSequence().entropy
-    if isinstance(random_state, np.random.SeedSequence):
-        return random_state.entropy
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2**31 - 1)) * 2**32 + int(random_state.randint(2**31 - 1))
-    if isinstance(random_state, int | np.integer) and random_state >= 0:
-        return int(random_state)
-    raise ValueError(
-        f"simulate: random_state must be None, a non-negative int, a RandomState or a "
-        f"Generator; got {random_state!r}."
-    )
-
-
 def _generator(entropy, key):
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(key)))
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):
+    # A BaseException, as KeyboardInterrupt: a simulator's ``except Exception`` must not
+    # swallow its own timeout.
     pass
+
+
+#: Seconds between the repeated alarms after a timeout, until the simulator gives up.
+_RETRY_SECONDS = 0.05
 
 
 def check_timeout(timeout, owner):
@@ -106,21 +97,18 @@ def check_timeout(timeout, owner):
 
 
 def _call_with_timeout(fn, timeout):
-    """Call ``fn()``; give up after ``timeout`` seconds (None: wait forever)."""
+    """Call ``fn()``; give up after ``timeout`` seconds (None: wait forever).
+
+    In the main thread (this process, loky and multiprocessing workers) SIGALRM
+    interrupts the call, and keeps interrupting it every ``_RETRY_SECONDS``
+    until it ends, so a simulator that catches the interruption, or waits on
+    threads of its own, is still stopped; a result that arrives after the
+    deadline counts as timed out too. Elsewhere the call is abandoned.
+    """
     if timeout is None:
         return fn()
     if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-
-        def _alarm(signum, frame):
-            raise _Timeout
-
-        old = signal.signal(signal.SIGALRM, _alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-        try:
-            return fn()
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old)
+        return _call_with_alarm(fn, timeout)
     # Not in a main thread (threads, dask workers): run in a helper thread and
     # abandon it when it overruns; its result is never used.
     box = {}
@@ -141,6 +129,32 @@ def _call_with_timeout(fn, timeout):
     return box["value"]
 
 
+def _call_with_alarm(fn, timeout):
+    armed = [True]
+    deadline = time.monotonic() + timeout
+
+    def _alarm(signum, frame):
+        if armed[0]:
+            raise _Timeout
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout, _RETRY_SECONDS)
+    try:
+        value = fn()
+    finally:
+        while True:  # an alarm landing here must not skip the disarming
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+                break
+            except _Timeout:
+                continue
+    if time.monotonic() > deadline:  # the simulator swallowed the alarms and returned late
+        raise _Timeout
+    return value
+
+
 def _describe(exc):
     if isinstance(exc, _Timeout):
         return "timed out"
@@ -154,7 +168,7 @@ def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout
         kwargs = {"rng": _generator(entropy, (int(row_ids[0]), len(row_ids)))} if pass_rng else {}
         try:
             out = np.asarray(_call_with_timeout(partial(simulator, theta, **kwargs), timeout))
-        except Exception as exc:  # noqa: BLE001 - every failure is reported per row
+        except (Exception, _Timeout) as exc:  # every failure is reported per row
             return [(None, _describe(exc))] * len(row_ids)
         if out.ndim == 0 or out.shape[0] != len(row_ids):
             msg = f"vectorized simulator returned shape {out.shape} for {len(row_ids)} rows"
@@ -166,7 +180,7 @@ def _run_batch(simulator, theta, row_ids, entropy, pass_rng, vectorized, timeout
         try:
             out = _call_with_timeout(partial(simulator, th, **kwargs), timeout)
             results.append((np.asarray(out), None))
-        except Exception as exc:  # noqa: BLE001 - every failure is reported per row
+        except (Exception, _Timeout) as exc:  # every failure is reported per row
             results.append((None, _describe(exc)))
     return results
 
@@ -225,11 +239,12 @@ def _validate_theta(theta):
     return arr.astype(float)
 
 
-def _assemble(outputs, n, event_shape=None):
+def _assemble(outputs, n, event_shape=None, nan_padding=False):
     """Stack outputs; misshapen or non-finite ones become failures.
 
     Without a declared ``event_shape``, the most common shape of the
-    successful outputs is taken for it.
+    successful outputs is taken for it. With ``nan_padding``, NaN that fills
+    whole elements along the first axis (a set of varying size, padded) is data.
     """
     errors = [err for _, err in outputs]
     shapes = {}
@@ -255,11 +270,24 @@ def _assemble(outputs, n, event_shape=None):
             errors[i] = f"returned non-real dtype {out.dtype}"
             continue
         if not np.all(np.isfinite(out)):
-            errors[i] = "returned NaN or infinite values"
-            continue
+            error = _non_finite_error(out, nan_padding)
+            if error:
+                errors[i] = error
+                continue
         X[i] = out
         ok[i] = True
     return SimulationResult(X, ok, errors)
+
+
+def _non_finite_error(out, nan_padding):
+    """Why an output with NaN or infinite values is a failure; None if it is padding."""
+    if not nan_padding or np.isinf(out).any() or out.ndim < 1:
+        return "returned NaN or infinite values"
+    try:
+        check_padding(out[None], argname="the output")
+    except ValueError as err:
+        return f"returned NaN that is not padding of whole elements ({err})"
+    return None
 
 
 def simulate(
@@ -276,6 +304,7 @@ def simulate(
     row_ids=None,
     return_result=False,
     event_shape=None,
+    nan_padding=False,
 ):
     """Run ``simulator`` on every row of ``theta`` and stack the outputs.
 
@@ -307,7 +336,12 @@ def simulate(
         Show a progress bar (tqdm).
     timeout : float, optional
         Seconds allowed per simulation (per batch when vectorized); an overrun
-        counts as a failure.
+        counts as a failure. In a process's main thread (this one, loky or
+        multiprocessing workers) the simulation is interrupted, and again every
+        50 ms until it stops, so a simulator that catches the interruption or
+        waits on threads of its own is still stopped. In other threads
+        (joblib's threading backend, dask workers) the overrunning call is
+        abandoned and keeps running in the background.
     row_ids : array-like of int, optional
         Seed keys of the rows (default ``0..n-1``). Giving the same ids to a
         subset of rows reproduces exactly their outputs of a larger run, which
@@ -320,6 +354,11 @@ def simulate(
         most common shape among the outputs (a batch where most simulations
         return the wrong shape then fails the right ones: declare it when it
         is known, as :class:`TMNRE` does from its store).
+    nan_padding : bool, default=False
+        Accept NaN that fills whole elements along an output's first axis: a
+        set of varying size padded to a common size, as ``embedding="set"``
+        reads it (:mod:`sklearn_tmnre.sets`). Other NaN, and any infinite
+        value, still fail the row. :class:`TMNRE` sets it for a set embedding.
 
     Returns
     -------
@@ -340,6 +379,8 @@ def simulate(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"simulate: on_error must be 'raise' or 'skip'; got {on_error!r}.")
     check_timeout(timeout, "simulate")
+    if not isinstance(nan_padding, bool | np.bool_):
+        raise TypeError(f"simulate: nan_padding must be True or False; got {nan_padding!r}.")
     if event_shape is not None:
         dims = np.atleast_1d(np.asarray(event_shape))
         if dims.ndim != 1 or dims.dtype.kind not in "iu" or (dims < 0).any():
@@ -362,7 +403,7 @@ def simulate(
         if len(np.unique(ids)) != n:
             raise ValueError("simulate: row_ids must be unique (equal ids give equal seeds, "
                              "i.e. identical noise).")
-    entropy = _entropy(random_state)
+    entropy = seed_entropy(random_state, "simulate")
     pass_rng = _accepts_rng(simulator)
 
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
@@ -399,7 +440,7 @@ def simulate(
 
         stream = tqdm(stream, total=len(starts), desc="simulate", unit="batch")
     outputs = done + [pair for batch in stream for pair in batch]
-    result = _assemble(outputs, n, event_shape)
+    result = _assemble(outputs, n, event_shape, nan_padding)
     if return_result:
         return result
     failed = result.failed_rows
@@ -419,7 +460,8 @@ def simulate(
         warnings.warn(
             f"simulate: {len(failed)} of {n} simulations failed and were dropped "
             f"(rows {shown}{' ...' if len(failed) > 20 else ''}; first error: "
-            f"{result.errors[failed[0]]}). Use return_result=True to see them all.",
+            f"{result.errors[failed[0]]}). X no longer has a row per row of theta: pass "
+            "return_result=True and use theta[result.ok] with result.X[result.ok].",
             SimulationWarning,
             stacklevel=2,
         )

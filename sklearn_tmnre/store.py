@@ -15,7 +15,7 @@ and ``xarray.open_zarr``)::
 
     path/
       zarr.json                 root group
-      theta/  (n, n_params)     float64, dims (row, param)
+      theta/  (n, n_params)     float64, dims (row, param); attribute "names"
       X/      (n, *event_shape) float32 or float64, dims (row, event_0, ...)
       ok/     (n,)              bool
       round/  (n,)              int64
@@ -41,7 +41,16 @@ uncommitted leftovers.  Every zarr file is itself written to a temporary file,
 fsync'd and renamed into place, so a chunk that holds committed rows and is
 rewritten to add new ones is always either its old or its new version.  Other
 tools reading the arrays directly (dask, xarray) should use the first
-``n_rows`` rows of ``commit.json`` for the same guarantee.
+``n_rows`` rows of ``commit.json`` for the same guarantee. A writer killed
+between writing a temporary file and renaming it leaves that file behind; the
+next handle opened for writing removes it (when no other writer holds the lock).
+
+Integrity (:mod:`sklearn_tmnre._store_integrity`).  Every chunk ends in a CRC32C
+checksum and every chunk of committed rows is on disk, so a changed or missing
+chunk is an error naming its file, never other numbers or NaN;
+:meth:`SimulationStore.verify` checks every committed row and
+:meth:`SimulationStore.repair` rebuilds a lost commit record from the rows on
+disk. Stores written before checksums existed open and read as before.
 """
 
 from __future__ import annotations
@@ -59,8 +68,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import BloscCodec
 
+from . import _store_integrity as _integrity
 from ._durable import DurableLocalStore, durable_mkdir, durable_write
 from ._store_attrs import StoreAttrs, read_json
 from ._store_checks import check_schema, validate_batch
@@ -70,7 +79,9 @@ try:
 except ImportError:  # Windows: no flock; one writing process at a time (see SimulationStore).
     fcntl = None
 
-__all__ = ["SimulationStore"]
+__all__ = ["SimulationStore", "StoreReport"]
+
+StoreReport = _integrity.StoreReport
 
 _FORMAT = "sklearn_tmnre.SimulationStore"
 _VERSION = 1
@@ -160,13 +171,7 @@ class SimulationStore:
         if mode not in ("a", "r", "w"):
             raise ValueError(f"SimulationStore: mode must be 'a' (read/write), 'r' (read-only) "
                              f"or 'w' (overwrite); got {mode!r}.")
-        self.path = Path(path).absolute()
-        self._read_only = mode == "r"
-        self._thread_lock = threading.RLock()
-        self._lock_depth = 0
-        self._commit = None
-        self._arrays = {}
-        self._cache = None
+        self._setup(path, read_only=mode == "r")
         if mode == "w" and self.path.exists():
             self._remove_existing()
         if self.path.exists() and not self.path.is_dir():
@@ -182,6 +187,17 @@ class SimulationStore:
                 errno.ENOENT, "SimulationStore: no store to open read-only (mode='r'); use "
                 "mode='a' to create one", str(self.path))
         self._refresh()
+        if not self._read_only:
+            self._remove_temporaries()
+
+    def _setup(self, path, read_only):
+        self.path = Path(path).absolute()
+        self._read_only = read_only
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._commit = None
+        self._arrays = {}
+        self._cache = None
 
     # ------------------------------------------------------------------ opening
     def _is_store_dir(self, empty=True):
@@ -220,6 +236,8 @@ class SimulationStore:
         ``committed`` records that a commit record was written: from then on a
         missing one is damage, never an empty store to start afresh.
         """
+        # A store written before the marker existed has committed rows already.
+        committed = committed or (self.path / _COMMIT).exists()
         marker = read_json(self.path / _MARKER)
         if marker is None or (committed and not marker.get("committed")):
             marker = {"format": _FORMAT, "version": _VERSION, "id": uuid.uuid4().hex,
@@ -238,15 +256,43 @@ class SimulationStore:
         return (f"SimulationStore({str(self.path)!r}, rows={len(self)}, done={self.n_done}, "
                 f"failed={self.n_failed})")
 
+    def _remove_temporaries(self):
+        """Delete the temporary files left by a writer killed mid-write."""
+        # Only while no writer holds the lock (their temporary files are live), and never
+        # without flock (Windows), where another process's writes cannot be seen.
+        if fcntl is None:
+            return
+        try:
+            fd = os.open(self.path / _LOCK, os.O_RDWR)
+        except OSError:  # no lock file: nothing was ever written here
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _integrity.remove_temporaries(self.path, _ARRAYS)
+        except OSError:  # locked by a live writer, or not ours to delete: leave them
+            pass
+        finally:
+            os.close(fd)
+
     # ------------------------------------------------------------------ commit record
-    def _refresh(self):
-        """Re-read the commit record; drop caches if the store was recreated meanwhile."""
-        commit = read_json(self.path / _COMMIT)
+    def _read_commit(self):
+        """The commit record (None if there is none), refusing a lost or garbled one."""
+        fix = (f"rebuild it from the rows on disk with SimulationStore.repair(path), which keeps "
+               f"every intact row and reports what it drops, or restore {_COMMIT} from a backup")
+        try:
+            commit = read_json(self.path / _COMMIT)
+        except ValueError as err:
+            raise ValueError(f"SimulationStore: {str(self.path / _COMMIT)!r} is damaged "
+                             f"({err.__cause__}); {fix}.") from err
         if commit is None and (read_json(self.path / _MARKER) or {}).get("committed"):
             raise ValueError(
                 f"SimulationStore: {str(self.path)!r} has lost its commit record "
-                f"({_COMMIT}) although rows were committed; the store is damaged and was left "
-                f"as it is. Restore {_COMMIT} from a backup; do not append to this store.")
+                f"({_COMMIT}) although rows were committed, and was left as it is; {fix}.")
+        return commit
+
+    def _refresh(self):
+        """Re-read the commit record; drop caches if the store was recreated meanwhile."""
+        commit = self._read_commit()
         if commit is None:
             commit = {"n_rows": 0, "n_failed": 0, "errors_bytes": 0, "names": None,
                       "event_shape": None, "x_dtype": None, "uid": None}
@@ -282,10 +328,18 @@ class SimulationStore:
         old = self._cache["n"]
         if n > old:
             for name in ("theta", "ok", "round", "index"):
+                # A missing ok chunk reads as failures: the count below catches it.
+                required = np.arange(old, n) if name != "ok" else ()
                 self._cache[name] = np.concatenate([self._cache[name],
-                                                    self._array(name)[old:n]])
+                                                    self._read(name, slice(old, n), required)])
             self._cache["n"] = n
+            _integrity.check_failed_count(self.path, self._array("ok"), self._cache["ok"],
+                                          commit["n_failed"])
         return self._cache
+
+    def _read(self, name, rows, required):
+        """Rows of ``name``; a damaged chunk, or a missing one of ``required`` rows, raises."""
+        return _integrity.read_rows(self.path, name, self._array(name), rows, required)
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
@@ -410,7 +464,6 @@ class SimulationStore:
     # ------------------------------------------------------------------ append
     def _create_arrays(self, zstore, names, event_shape, x_dtype):
         zarr.open_group(store=zstore, mode="a")
-        floats = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
         specs = {
             "theta": ((len(names),), np.float64, np.nan, ("param",)),
             "X": (event_shape, x_dtype, np.nan, tuple(f"event_{i}"
@@ -425,8 +478,10 @@ class SimulationStore:
             self._arrays[name] = zarr.create_array(
                 store=zstore, name=name, shape=(0, *shape), dtype=dtype,
                 chunks=(_chunk_rows(row_bytes), *shape), fill_value=fill,
-                compressors=floats if np.dtype(dtype).kind == "f" else "auto",
-                dimension_names=("row", *dims), overwrite=True,
+                compressors=_integrity.compressors(dtype), dimension_names=("row", *dims),
+                # The names also live here, so repair() can rebuild a lost commit record.
+                attributes={"names": list(names)} if name == "theta" else None,
+                overwrite=True,
             )
 
     def append(self, theta, X, ok=None, errors=None, round=0, index=None):
@@ -499,7 +554,10 @@ class SimulationStore:
                      "ok": ok, "round": np.full(n, round, np.int64), "index": index}
 
             def write(name):
-                arr = zarr.open_array(store=zstore, path=name, mode="r+")
+                # Every chunk is written, even one of fill values: a missing chunk file
+                # is then damage, never rows that read as NaN.
+                arr = zarr.open_array(store=zstore, path=name, mode="r+").with_config(
+                    {"write_empty_chunks": True})
                 # Resizing to ``stop`` also discards rows a killed writer left uncommitted.
                 arr.resize((stop, *arr.shape[1:]))
                 if n:
@@ -555,7 +613,7 @@ class SimulationStore:
         n = self._refresh()["n_rows"]
         if self._commit["names"] is None:
             return np.empty((0,))
-        return self._array("X")[:n]
+        return self._read("X", slice(0, n), np.flatnonzero(self._columns(refresh=False)["ok"]))
 
     @property
     def ok(self):
@@ -649,8 +707,8 @@ class SimulationStore:
         if len(rows) == 0:
             return np.empty((0, *arr.shape[1:]), arr.dtype)
         if rows[-1] - rows[0] + 1 == len(rows):
-            return arr[rows[0]:rows[-1] + 1]
-        return arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+            return self._read("X", slice(rows[0], rows[-1] + 1), rows)
+        return self._read("X", rows, rows)
 
     def done_indices(self, round):
         """Indices of the draws of ``round`` already committed (succeeded or failed).
@@ -689,3 +747,148 @@ class SimulationStore:
         })
         params = pd.DataFrame(cols["theta"][rows], columns=self.names or [])
         return pd.concat([frame, params], axis=1)
+
+    # ------------------------------------------------------------------ integrity
+    def _errors_data(self):
+        try:
+            return (self.path / _ERRORS).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def verify(self) -> StoreReport:
+        """Check every committed row on disk: present, undamaged and consistent.
+
+        Reads each chunk of the committed rows once (one chunk of ``X`` at a
+        time) and checks that the chunk files the rows need exist (``theta``,
+        ``round`` and ``index`` always, ``X`` for the rows marked ok), that each
+        decodes and matches its CRC32C checksum (a store written before
+        checksums existed can only be decoded), that the arrays' shapes and
+        dtype match the commit record, that the ``ok`` array agrees with the
+        commit record's count of failed rows and with ``errors.jsonl``, and that
+        every row holds one draw ``(round, index)``, none stored twice.
+        Nothing on disk is changed.
+
+        Returns
+        -------
+        report : StoreReport
+            ``report.ok`` is True when nothing was found; ``report.problems``
+            names the file of each problem. Damaged chunk files must be restored
+            from a backup; a lost or garbled commit record can be rebuilt with
+            :meth:`repair`.
+
+        See Also
+        --------
+        repair : Rebuild a lost or garbled commit record.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> from sklearn_tmnre.store import SimulationStore
+        >>> store = SimulationStore(tempfile.mkdtemp() + "/sims.zarr")
+        >>> _ = store.append(np.zeros((3, 2)), np.ones((3, 4)))
+        >>> report = store.verify()
+        >>> report.ok, report.n_rows, report.checksums
+        (True, 3, True)
+        """
+        commit = self._refresh()
+        arrays = {} if commit["names"] is None else {name: self._array(name) for name in _ARRAYS}
+        return _integrity.verify(self.path, commit, arrays, self._errors_data())
+
+    @classmethod
+    def repair(cls, path, names=None) -> StoreReport:
+        """Rebuild a lost or garbled commit record from the rows on disk.
+
+        A store whose ``commit.json`` is lost or garbled refuses to open. This
+        rewrites the commit record (atomically and durably, under the store's
+        lock) for the rows on disk that were completely written, from row 0 up
+        to the first one that is not; the report says which rows were left out
+        and why. Nothing else is written and no file is deleted: rows left out
+        stay on disk until the next append overwrites them, so copy the store
+        first if you mean to recover them by hand.
+
+        Parameters
+        ----------
+        path : str or Path
+            The store directory.
+        names : list of str, optional
+            The parameter names, needed only for a store written before they
+            were kept beside ``theta``; they must have one name per column.
+
+        Returns
+        -------
+        report : StoreReport
+            ``n_rows`` kept, ``n_dropped`` left out, and the reasons in ``problems``.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` is not a store, its commit record is intact (nothing to
+            repair: see :meth:`verify`), no rows were ever written, or the
+            parameter names are unknown or do not fit.
+
+        See Also
+        --------
+        verify : Check every committed row.
+
+        Examples
+        --------
+        >>> report = SimulationStore.repair("sims.zarr")        # doctest: +SKIP
+        >>> report.n_rows, report.n_dropped                     # doctest: +SKIP
+        (1200, 0)
+        """
+        store = cls.__new__(cls)
+        store._setup(path, read_only=False)
+        if not (store.path.is_dir() and store._is_store_dir(empty=False)):
+            raise ValueError(f"SimulationStore.repair: {str(store.path)!r} is not a "
+                             "SimulationStore (no marker file); nothing was changed.")
+        with store._locked("repair"):
+            try:
+                store._read_commit()
+            except ValueError:  # lost or garbled: what repair is for
+                pass
+            else:  # intact, or nothing was ever committed (rows on disk are leftovers)
+                raise ValueError(
+                    f"SimulationStore.repair: the commit record of {str(store.path)!r} is "
+                    "intact (or no row was ever committed); there is nothing to repair. "
+                    "SimulationStore(path).verify() checks the rows; damaged chunk files "
+                    "must be restored from a backup.")
+            arrays = store._arrays_on_disk()
+            names = store._names_on_disk(arrays["theta"], names)
+            counts, report = _integrity.repair_commit(store.path, arrays, store._errors_data(),
+                                                      names)
+            commit = {"format": _FORMAT, "version": _VERSION, "uid": uuid.uuid4().hex, **counts}
+            durable_write(store.path / _COMMIT, json.dumps(commit, indent=1).encode())
+            store._mark(committed=True)
+        return report
+
+    def _arrays_on_disk(self):
+        """The store's arrays, opened for a repair (a damaged array definition raises)."""
+        arrays = {}
+        for name in _ARRAYS:
+            try:
+                arrays[name] = zarr.open_array(store=self._zarr_store(), path=name, mode="r")
+            except Exception as err:  # noqa: BLE001 - missing or garbled zarr.json alike
+                raise ValueError(
+                    f"SimulationStore.repair: cannot open the array {name!r} of "
+                    f"{str(self.path)!r} ({type(err).__name__}: {err}); its definition "
+                    f"{name}/zarr.json is missing or damaged, so the rows cannot be rebuilt. "
+                    "Restore it from a backup; nothing was changed.") from err
+        return arrays
+
+    def _names_on_disk(self, theta, names):
+        """The parameter names: kept beside theta, or given by the caller."""
+        kept = theta.attrs.get("names")
+        if names is None and kept is None:
+            raise ValueError(
+                f"SimulationStore.repair: {str(self.path)!r} was written before the parameter "
+                f"names were kept beside theta; pass them, e.g. repair(path, names=[...]), one "
+                f"per column of theta ({theta.shape[1]}).")
+        if names is not None:
+            names = [str(n) for n in names]
+            if kept is not None and names != list(kept):
+                raise ValueError(f"SimulationStore.repair: names {names} differ from the names "
+                                 f"kept beside theta {list(kept)}; leave names out.")
+            if len(names) != theta.shape[1] or len(set(names)) != len(names):
+                raise ValueError(f"SimulationStore.repair: names must be {theta.shape[1]} "
+                                 f"distinct names (one per column of theta); got {names}.")
+        return list(kept if names is None else names)

@@ -18,11 +18,11 @@ rules turn it into an interval:
   one, so which ε shrinks a box depends on the problem and the training.
 
 The kept points span an interval, which is widened by one grid step on each
-side and clipped to the current support; parameters without a 1-d marginal
-keep their bounds. The prior restricted to the box is exact for product
-priors (inverse CDF between :math:`F(l_i)` and :math:`F(h_i)`), so draws of
-earlier rounds that fall inside a new, nested box are draws of the new
-truncated prior.
+side and clipped to the current support; parameters without a 1-d marginal,
+and discrete parameters (whose classes all stay), keep their bounds. The prior
+restricted to the box is exact for product priors (inverse CDF between
+:math:`F(l_i)` and :math:`F(h_i)`), so draws of earlier rounds that fall inside
+a new, nested box are draws of the new truncated prior.
 
 The points form an *equal-probability grid*: :math:`\\theta_{ij} = F_i^{-1}(u_j)`
 with :math:`u_j = (j + 1/2) / n` in the unit space of the current prior. Three
@@ -38,57 +38,21 @@ one-step widening covers.
 
 from __future__ import annotations
 
-import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._grids import tail_cells
+from ._checks import MAX_GRID_1D, check_observation, validate_params
+from ._grids import candidate_logits, tail_cells
 from .estimator import TMNREEstimator
 from .prior import Prior
+from .sets import is_set_embedding
 
 __all__ = ["Truncator"]
-
-# Elements (candidates x marginals x hidden units) per head evaluation chunk, as in
-# TMNREEstimator's grids: bounded memory, few Python-level iterations.
-_CHUNK_ELEMENTS = 2**22
-
-
-@torch.no_grad()
-def _log_ratio_1d(estimator, x_o, values):
-    """Logits of every 1-d marginal of ``estimator`` at its own candidate values.
-
-    The observation is embedded once; each 1-d head is evaluated on its column
-    of ``values`` (heads batched, candidates in chunks).
-
-    Parameters
-    ----------
-    estimator : fitted TMNREEstimator
-    x_o : ndarray of shape event_shape
-    values : ndarray of shape (P, M1)
-        Candidate values of the parameter of each 1-d marginal, in the order of
-        ``estimator.marginals_``.
-
-    Returns
-    -------
-    ndarray of shape (P, M1)
-    """
-    net = estimator.net_.module_
-    device = estimator.net_.device
-    s = net.embed(torch.as_tensor(x_o[None], dtype=torch.float32, device=device))
-    s_part = net.embed_part(s, 1)
-    n_points, n_marginals = values.shape
-    chunk = max(1, _CHUNK_ELEMENTS // (n_marginals * net.activation_width))
-    out = np.empty((n_points, n_marginals), dtype=np.float64)
-    for start in range(0, n_points, chunk):
-        t = torch.as_tensor(values[None, start:start + chunk, :, None], dtype=torch.float32,
-                            device=device)
-        out[start:start + chunk] = net.group_logits(s, t, 1, s_part=s_part)[0].cpu().numpy()
-    return out
-
 
 def _kept_cells(f, tail_mass, epsilon):
     """First and last kept cell of one parameter's log ratio ``f`` on its grid.
@@ -180,24 +144,23 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.epsilon = epsilon
         self.n_samples = n_samples
 
+    _parameter_constraints: dict = {
+        "prior": [Prior, None],
+        "tail_mass": [Interval(Real, 0, 0.5, closed="left")],
+        "epsilon": [Interval(Real, 0, 1, closed="neither"), None],
+        # The grid is n_samples x (1-d marginals) numbers: bounded like the estimator's grids.
+        "n_samples": [Interval(Integral, 2, MAX_GRID_1D * 16, closed="both")],
+    }
+
     def _check_params(self):
-        if self.prior is not None and not isinstance(self.prior, Prior):
-            raise TypeError(f"Truncator: prior must be a sklearn_tmnre.Prior or None (use the "
-                            f"estimator's prior); got {type(self.prior).__name__}.")
-        if not (isinstance(self.tail_mass, numbers.Real) and not isinstance(self.tail_mass, bool)
-                and 0 <= self.tail_mass < 0.5):
-            raise ValueError(f"Truncator: tail_mass must be a number in [0, 0.5), the posterior "
-                             f"mass each end of the box may leave out, e.g. 1e-4; got "
-                             f"{self.tail_mass!r}.")
-        if self.epsilon is not None and not (
-                isinstance(self.epsilon, numbers.Real) and not isinstance(self.epsilon, bool)
-                and 0 < self.epsilon < 1):
-            raise ValueError(f"Truncator: epsilon must be None (the tail-mass rule) or a number "
-                             f"in (0, 1), e.g. 1e-6; got {self.epsilon!r}.")
-        if (not isinstance(self.n_samples, numbers.Integral) or isinstance(self.n_samples, bool)
-                or self.n_samples < 2):
-            raise ValueError(f"Truncator: n_samples must be an integer >= 2 (points per "
-                             f"parameter); got {self.n_samples!r}.")
+        """Check the declared ``_parameter_constraints`` (called by ``fit``)."""
+        validate_params(self, hints={
+            "prior": "Pass None to use the estimator's prior.",
+            "tail_mass": "It is the posterior mass each end of the box may leave out, "
+                         "e.g. 1e-5.",
+            "epsilon": "Pass None for the tail-mass rule, or a ratio threshold such as 1e-6.",
+            "n_samples": "It is the number of grid points per parameter, e.g. 10_000.",
+        })
 
     @staticmethod
     def _check_estimator(estimator):
@@ -225,11 +188,8 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"Truncator.fit: x_o has shape {arr.shape} but the estimator was trained on "
                 f"observations of shape {shape}; pass one observation of shape {shape} or "
                 f"(1, *{shape}).")
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"Truncator.fit: x_o must be real numbers; got dtype {arr.dtype}.")
-        if not np.all(np.isfinite(arr)) or np.abs(arr).max(initial=0) > np.finfo(np.float32).max:
-            raise ValueError("Truncator.fit: x_o must be finite and within float32's range.")
-        return arr.astype(np.float32)
+        padded = is_set_embedding(estimator.embedding)
+        return check_observation(arr, "Truncator.fit", padded=padded).astype(np.float32)
 
     def fit(self, x_o, y=None, *, estimator=None):
         """Find the box of ``x_o``'s marginal posteriors.
@@ -267,13 +227,17 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         u = (np.arange(n) + 0.5) / n
         values = np.column_stack([
             prior.marginal([name]).from_unit(u[:, None]).to_numpy()[:, 0] for name in one_d])
-        logits = _log_ratio_1d(estimator, x_o, values)
+        # One observation, each 1-d head at its own parameter's points.
+        logits = candidate_logits(estimator, x_o[None], 1, values.shape,
+                                  values[None, :, :, None])[0].astype(np.float64)
 
         if not np.isfinite(logits).all():
             raise ValueError("Truncator.fit: the estimator's log ratio is not finite on the "
                              "prior's range (a diverged training?); refit it before truncating.")
         bounds = prior.bounds
         for c, name in enumerate(one_d):
+            if prior.is_discrete(name):  # never truncated: all its classes stay
+                continue
             lo_cell, hi_cell = _kept_cells(logits[:, c], self.tail_mass, self.epsilon)
             if lo_cell == hi_cell:
                 warnings.warn(
@@ -306,6 +270,7 @@ class Truncator(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         TypeError
             Always; call ``fit(x_o, estimator=est)`` then ``transform(theta)``.
         """
+        self._check_params()  # an invalid parameter is reported first, as by fit
         raise TypeError("Truncator.fit_transform: fit takes an observation x_o and transform "
                         "takes parameters theta, so they cannot share one input; call "
                         "fit(x_o, estimator=est) and then transform(theta).")

@@ -319,3 +319,9 @@ def test_simulations_saved_interpolates_in_log_budget():
     assert savings(worse).loc[0, "simulations_saved"] == "> 8"
     better = df.assign(accuracy=np.where(df["method"] == "truncated", 0.90, df["accuracy"]))
     assert savings(better).loc[0, "simulations_saved"] == "≤ 1"
+
+
+def test_coverage_cost_counts_levels_at_or_below_each_nominal_level():
+    cost = _load("bench_coverage_cost")
+    levels = np.array([0.1, 0.5, 0.6, 0.9, 0.99])
+    np.testing.assert_allclose(cost.coverage(levels), [0.4, 0.6, 0.8])

@@ -4,14 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre._checks import (
     check_hyperparameters,
     check_support,
+    int_seed,
     marginal_label,
     parameter_names,
     resolve_marginals,
+    seed_entropy,
+    validate_params,
     validate_theta,
 )
 
@@ -93,3 +97,75 @@ def test_check_support_only_with_a_prior():
     check_support(None, np.array([[5.0]]), "theta")  # no prior: nothing to check against
     with pytest.raises(ValueError, match="1 row\\(s\\) outside the prior's support"):
         check_support(prior, np.array([[0.5], [2.0]]), "theta")
+
+
+# ---------------------------------------------------------------- declared constraints
+@pytest.mark.parametrize("param, value, match", [
+    ("embedding_dim", 10**6, r"'embedding_dim' parameter .* \[1, 16384\]"),
+    ("hidden_features", 10**9, r"'hidden_features' parameter .* \[1, 16384\]"),
+    ("fourier_features", 10**6, "'fourier_features' parameter"),
+    ("random_state", True, "'random_state' parameter .* not a boolean"),
+])
+def test_absurd_widths_and_boolean_seeds_are_refused(param, value, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        check_hyperparameters(TMNREEstimator(**{param: value}))
+
+
+def test_validate_params_refuses_booleans_for_numbers_and_appends_hints():
+    from sklearn_tmnre import Truncator
+
+    with pytest.raises(InvalidParameterError,
+                       match=r"'n_samples' parameter of Truncator must be a number, not a "
+                             r"boolean; got True\. It is the number of grid points"):
+        validate_params(Truncator(n_samples=True), hints={
+            "n_samples": "It is the number of grid points."})
+    with pytest.raises(InvalidParameterError,
+                       match=r"'tail_mass' .* Got 0\.7 instead\. Mean it\.$"):
+        validate_params(Truncator(tail_mass=0.7), hints={"tail_mass": "Mean it."})
+    validate_params(Truncator())  # the defaults are valid
+
+
+# ------------------------------------------------------------------------ seeds
+def _fresh_states():
+    """Every kind of random_state, made anew (generators are consumed by a draw)."""
+    return [0, 7, 2**40, lambda: np.random.RandomState(3), lambda: np.random.default_rng(3),
+            lambda: np.random.SeedSequence(11)]
+
+
+def _entropy_before_0_2(random_state):
+    """simulate's own conversion before seed_entropy replaced it (pinned here)."""
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state.entropy
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1)) * 2**32 + int(random_state.randint(2**31 - 1))
+    return int(random_state)
+
+
+@pytest.mark.parametrize("make", _fresh_states())
+def test_seed_entropy_is_the_conversion_simulate_and_campaigns_used(make):
+    # Pinned against simulate's former conversion, so every simulation (and resumed
+    # campaign) of an equal random_state draws what it drew before.
+    state = make() if callable(make) else make
+    again = make() if callable(make) else make
+    assert seed_entropy(state, "test") == _entropy_before_0_2(again)
+    with pytest.raises(ValueError, match="test: random_state must be"):
+        seed_entropy(-1, "test")
+    with pytest.raises(ValueError, match="random_state"):
+        seed_entropy("0", "test")
+
+
+@pytest.mark.parametrize("state", [0, 123, np.random.RandomState(5)])
+def test_int_seed_is_the_estimators_seed(state):
+    # TMNREEstimator.fit seeds torch with check_random_state(random_state).randint(2**31 - 1).
+    from sklearn.utils import check_random_state
+
+    expected = int(check_random_state(_copy(state)).randint(2**31 - 1))
+    assert int_seed(_copy(state)) == expected
+
+
+def _copy(state):
+    import copy
+
+    return copy.deepcopy(state)

@@ -69,6 +69,17 @@ def test_score_prefers_a_trained_model(problem, trained):
     assert good > -np.log(NOISE * np.sqrt(2 * np.pi * np.e)) - 0.3
 
 
+def test_score_is_the_log_density_of_the_posterior_readers_see(problem, trained):
+    """score's normalizer comes from the same zoomed grids as posterior()."""
+    prior, X, theta = problem
+    rows = slice(2500, 2520)
+    expected = np.mean([[np.log(trained.posterior(x).pdf((name,), [t[j]])[0])
+                         for j, name in enumerate(["a", "b"])]
+                        for x, t in zip(X[rows], theta[rows].to_numpy())])
+    # pdf reads the density of the cell holding theta*, score the exact ratio there.
+    assert trained.score(X[rows], theta[rows]) == pytest.approx(expected, abs=0.02)
+
+
 def test_log_ratio_and_posterior_api(problem, trained):
     prior, X, theta = problem
     lr = trained.log_ratio(X[:5], theta[:5])
@@ -382,3 +393,12 @@ def test_verbose_one_prints_progress_lines(problem, capsys):
     out = capsys.readouterr().out
     assert "trained: epoch 2/2" in out and "valid loss" in out
     assert "dur" not in out  # not skorch's per-epoch table (verbose=2)
+
+
+def test_numpy_integer_hyperparameters_train(problem):
+    # GridSearchCV grids built with numpy (np.arange) hand over numpy integers.
+    prior, X, theta = problem
+    est = TMNREEstimator(prior=prior, **{**TINY, "batch_size": np.int64(64),
+                                         "n_negatives": np.int64(1),
+                                         "max_epochs": np.int64(2)})
+    assert len(est.fit(X[:300], theta[:300]).net_.history) == 2

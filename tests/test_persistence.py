@@ -1,8 +1,10 @@
 """Tests of model persistence: pickle-free model directories, pickle and joblib round trips."""
 
+import ast
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from scipy import stats
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+import sklearn_tmnre
 from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.persistence import (
     FORMAT_VERSION,
@@ -29,6 +33,7 @@ from sklearn_tmnre.rounds import TMNRE
 from sklearn_tmnre.truncation import Truncator
 
 PRIOR = Prior({"a": stats.uniform(-2, 4), "b": stats.norm(0, 1)})
+DATA = os.path.join(os.path.dirname(__file__), "data")
 NOISE = 0.3
 
 
@@ -149,7 +154,7 @@ def test_config_holds_versions_params_prior_and_metadata(fitted, saved):
     assert config["prior"]["bounds"][1] == [-np.inf, np.inf]
     assert config["fitted"]["marginals_"] == [["a"], ["b"], ["a", "b"]]
     assert config["fitted"]["embedding_features"] == 4
-    state = torch.load(saved / "weights.pt", weights_only=True, map_location="cpu")
+    state = load_file(saved / "weights.safetensors")
     reference = fitted.net_.module_.state_dict()
     assert state.keys() == reference.keys()
     assert all(torch.equal(state[k], reference[k]) for k in state)
@@ -241,30 +246,41 @@ class _Payload:
 
 
 def _copy_model(src, dst):
-    dst.mkdir()
-    for name in ("config.json", "weights.pt", "history.json"):
-        (dst / name).write_bytes((src / name).read_bytes())
+    shutil.copytree(src, dst)
 
 
 @pytest.mark.parametrize("container", ["raw pickle", "torch.save zip"])
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_malicious_weights_are_rejected_and_not_executed(saved, tmp_path, container):
+def test_malicious_weights_are_rejected_and_not_executed(tmp_path, container, version):
     target = tmp_path / "payload-ran"
     model = tmp_path / "model"
-    _copy_model(saved, model)
+    _copy_model(os.path.join(DATA, "model_v1"), model)
+    if version == 2:  # the same pickles under the name of a current model's weights
+        (model / "weights.pt").rename(model / "weights.safetensors")
+        _edit_config(model, lambda c: c.update(format_version=2))
+    weights = model / ("weights.pt" if version == 1 else "weights.safetensors")
     if container == "raw pickle":
-        (model / "weights.pt").write_bytes(pickle.dumps({"x_mean": _Payload(str(target))}))
+        weights.write_bytes(pickle.dumps({"x_mean": _Payload(str(target))}))
     else:
-        torch.save({"x_mean": _Payload(str(target))}, model / "weights.pt")
-    with pytest.raises(ValueError, match="not a tensors-only torch file"):
+        torch.save({"x_mean": _Payload(str(target))}, weights)
+    kind = "tensors-only torch file" if version == 1 else "safetensors file"
+    with pytest.raises(ValueError, match=f"not a {kind}.*nothing in it was executed"):
         load_estimator(model)
     assert not target.exists()
     # The same bytes do run code through an unrestricted loader.
     if container == "raw pickle":
-        pickle.loads((model / "weights.pt").read_bytes())
+        pickle.loads(weights.read_bytes())
     else:
-        torch.load(model / "weights.pt", weights_only=False)
+        with open(weights, "rb") as f:  # a file object: torch picks no loader by the name
+            torch.load(f, weights_only=False)
     assert target.exists()
+
+
+def _edit_config(model, edit):
+    config = json.loads((model / "config.json").read_text())
+    edit(config)
+    (model / "config.json").write_text(json.dumps(config))
 
 
 def test_weights_of_another_architecture_are_rejected(saved, data, tmp_path):
@@ -272,7 +288,7 @@ def test_weights_of_another_architecture_are_rejected(saved, data, tmp_path):
     other = save_estimator(_small(prior=PRIOR, hidden_features=6).fit(X, theta), tmp_path / "o")
     model = tmp_path / "model"
     _copy_model(saved, model)
-    (model / "weights.pt").write_bytes((other / "weights.pt").read_bytes())
+    (model / "weights.safetensors").write_bytes((other / "weights.safetensors").read_bytes())
     with pytest.raises(ValueError, match="does not match the network"):
         load_estimator(model)
 
@@ -327,8 +343,13 @@ def test_weights_are_read_onto_the_cpu_tensors_only(saved, monkeypatch):
 
     monkeypatch.setattr(torch, "load", spy)
     loaded = load_estimator(saved, device="cpu")
-    assert calls == [{"map_location": "cpu", "weights_only": True}]
+    assert calls == []  # safetensors: no unpickler at all
     assert all(p.device.type == "cpu" for p in loaded.net_.module_.parameters())
+    # Format 1's torch files are read tensors-only (skorch's reader, and a memory map
+    # for the shapes), onto the CPU.
+    old = load_estimator(os.path.join(DATA, "model_v1"))
+    assert calls and all(c.get("weights_only") is True for c in calls)
+    assert all(p.device.type == "cpu" for p in old.net_.module_.parameters())
     with pytest.raises(ValueError, match="device="):
         load_estimator(saved, device="not-a-device")
 
@@ -363,10 +384,16 @@ def test_overwrite_rules_and_interrupted_save(fitted, saved, data, tmp_path, mon
     save_estimator(fitted, model)
     other = clone(fitted).set_params(random_state=3).fit(*data)
 
-    def failing_save(*args, **kwargs):
-        raise OSError("disk full")
+    import sklearn_tmnre.persistence as persistence
 
-    monkeypatch.setattr(torch, "save", failing_save)
+    real_write = persistence.durable_write
+
+    def failing_write(path, data, synced=None):
+        if path.name == "history.json":  # after the weights were written
+            raise OSError("disk full")
+        return real_write(path, data, synced)
+
+    monkeypatch.setattr(persistence, "durable_write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         save_estimator(other, model, overwrite=True)
     monkeypatch.undo()
@@ -409,6 +436,121 @@ def test_unsaved_hyperparameters_warn_and_load_as_defaults(data, tmp_path):
     loaded = load_estimator(path)
     assert loaded.callbacks is None and loaded.random_state is None
     np.testing.assert_array_equal(loaded.predict(X[:5]), est.predict(X[:5]))
+
+
+def test_model_files_are_skorchs_safetensors_and_history(fitted, saved):
+    from skorch.history import History
+
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "history.json",
+                                                       "weights.safetensors"]
+    history = History.from_file(str(saved / "history.json"))
+    assert history[:, "train_loss"] == list(fitted.net_.history[:, "train_loss"])
+    state = load_file(saved / "weights.safetensors")
+    assert state.keys() == fitted.net_.module_.state_dict().keys()
+
+
+def test_a_format_1_model_still_loads_with_its_outputs():
+    # tests/data/model_v1 was written by format 1 (torch.save weights): a 2-parameter,
+    # "1d+2d" estimator on a truncated prior, with its log ratios at four rows recorded.
+    expected = json.loads(open(os.path.join(DATA, "model_v1_expected.json")).read())
+    loaded = load_estimator(os.path.join(DATA, "model_v1"))
+    X, theta = np.asarray(expected["X"]), np.asarray(expected["theta"])
+    assert loaded.marginals_ == [("a",), ("b",), ("a", "b")]
+    assert loaded.prior.support.loc["a"].tolist() == [-1.5, 1.9]
+    lr = loaded.log_ratio(X, theta)
+    assert list(lr.columns) == expected["columns"]
+    # The network's outputs (posterior summaries also depend on the grid engine, which may
+    # change); the same arithmetic on another torch build may differ in the last bits.
+    np.testing.assert_allclose(lr.to_numpy(), expected["log_ratio"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_format_1_model_is_saved_again_in_the_current_format(tmp_path):
+    old = load_estimator(os.path.join(DATA, "model_v1"))
+    again = load_estimator(save_estimator(old, tmp_path / "m"))
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["format_version"] == 2
+    X = np.asarray(json.loads(open(os.path.join(DATA, "model_v1_expected.json")).read())["X"])
+    np.testing.assert_array_equal(again.predict(X), old.predict(X))
+
+
+@pytest.mark.parametrize("edit", [
+    # Parameter names in another order than the prior's: every prediction would swap.
+    lambda c: c["fitted"].update(names_=["b", "a"]),
+    lambda c: c["fitted"].update(names_=["a", "z"]),
+])
+def test_names_that_contradict_the_prior_are_refused(saved, tmp_path, edit):
+    model = tmp_path / "model"
+    _copy_model(saved, model)
+    _edit_config(model, edit)
+    with pytest.raises(ValueError, match="not the prior's parameters in its order"):
+        load_estimator(model)
+
+
+def test_marginals_reordered_against_the_weights_are_refused(saved, tmp_path):
+    # The same shapes, another order of the 1-d heads: only the index buffers tell.
+    model = tmp_path / "model"
+    _copy_model(saved, model)
+    _edit_config(model, lambda c: c["fitted"].update(marginals_=[["b"], ["a"], ["a", "b"]],
+                                                     log_ratio_columns_=["b", "a", "a|b"]))
+    with pytest.raises(ValueError, match="parameter indices"):
+        load_estimator(model)
+    _edit_config(model, lambda c: c["fitted"].update(log_ratio_columns_=["a", "b", "a|b"]))
+    with pytest.raises(ValueError, match="do not label marginals_"):
+        load_estimator(model)
+
+
+@pytest.mark.parametrize("param, value, match", [
+    ("hidden_features", 10**9, "hidden_features"),  # refused by its declared bounds
+    ("hidden_features", 8192, "does not match the network"),  # by the weights' shapes
+    ("embedding_dim", 4096, "does not match the network"),
+    ("n_ensemble", 1000, "lacks the buffers"),
+])
+def test_crafted_sizes_are_refused_before_anything_is_allocated(saved, tmp_path, monkeypatch,
+                                                                param, value, match):
+    import sklearn_tmnre._build as build
+    import sklearn_tmnre._model_config as model_config
+
+    devices = []
+    real_build = build.build_ratio_network
+
+    def spy(*args, **kwargs):
+        devices.append(torch.empty(0).device.type)  # the default device of this build
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(build, "build_ratio_network", spy)
+    monkeypatch.setattr(model_config, "build_ratio_network", spy)
+    model = tmp_path / "model"
+    _copy_model(saved, model)
+    _edit_config(model, lambda c: c["params"].update({param: value}))
+    with pytest.raises(ValueError, match=match):
+        load_estimator(model)
+    assert set(devices) <= {"meta"}  # never built with memory
+    if match == "does not match the network":
+        assert devices == ["meta"]
+
+
+def test_tensors_added_to_the_weights_are_refused(saved, tmp_path):
+    model = tmp_path / "model"
+    _copy_model(saved, model)
+    state = load_file(model / "weights.safetensors")
+    state["extra"] = torch.zeros(3)
+    save_file(state, model / "weights.safetensors")
+    with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
+        load_estimator(model)
+
+
+@pytest.mark.parametrize("module", ["persistence", "_model_config"])
+def test_persistence_does_not_import_the_estimator_module(module):
+    # The estimator calls persistence for save and load; the other way round would be a
+    # cycle. The estimator class reaches persistence through the package's registration.
+    source = open(getattr(sklearn_tmnre, module).__file__).read()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {f"{'.' * node.level}{node.module or ''}:{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert not [i for i in imported if "estimator" in i.split(":")[0]], imported
+    assert load_estimator.__module__ == "sklearn_tmnre.persistence"
 
 
 def test_prior_json_round_trip_of_shapes_and_boxes():
@@ -497,3 +639,13 @@ def test_gpu_trained_model_loads_on_a_machine_without_cuda(data, tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_numpy_and_tensor_scalars_in_the_history_are_saved(fitted, tmp_path):
+    # A user's callback may record numpy or torch scalars, which JSON cannot hold as such.
+    est = clone(fitted).set_params(max_epochs=2).fit(*_data(100))
+    est.net_.history.record("score32", np.float32(0.25))
+    est.net_.history.record("tensor", torch.tensor(1.5))
+    loaded = load_estimator(save_estimator(est, tmp_path / "m"))
+    assert loaded.net_.history[-1, "score32"] == 0.25
+    assert loaded.net_.history[-1, "tensor"] == 1.5

@@ -574,3 +574,127 @@ def test_outputs_of_another_shape_than_the_stores_are_failures(tmp_path):
     wrong = store.theta["a"].to_numpy() >= 0.5
     np.testing.assert_array_equal(store.ok, ~wrong)
     assert run.rounds_["n_failed"].sum() == wrong.sum() > 0
+
+
+# ------------------------------------------------------------ parameter validation
+def _never_called(theta, rng):
+    raise AssertionError("validation must come before any simulation")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_sims": True}, "'n_sims' parameter of TMNRE must be a number, not a boolean"),
+    ({"n_sims": 2.5}, "'n_sims' parameter .* It is the total number of new simulations"),
+    ({"max_rounds": True}, "'max_rounds' parameter .* not a boolean"),
+    ({"convergence_ratio": 1.5}, r"'convergence_ratio' parameter .* \(0\.0, 1\.0\]"),
+    ({"convergence_ratio": float("nan")}, "'convergence_ratio' parameter"),
+    ({"warm_start": 1}, "'warm_start' parameter .* 'bool'"),
+    ({"spend_budget": "yes"}, "'spend_budget' parameter"),
+    ({"n_jobs": 2.0}, "'n_jobs' parameter"),
+    ({"n_jobs": True}, "'n_jobs' parameter .* not a boolean"),
+    ({"simulate_batch_size": True}, "'simulate_batch_size' parameter .* not a boolean"),
+    ({"timeout": float("inf")}, "'timeout' parameter .* seconds allowed per simulation"),
+    ({"timeout": True}, "'timeout' parameter .* not a boolean"),
+    ({"random_state": "0"}, "'random_state' parameter"),
+    ({"random_state": np.random.SeedSequence(0)}, "'random_state' parameter"),
+    ({"verbose": -1}, "'verbose' parameter"),
+    ({"on_error": "retry"}, r"'on_error' parameter .* among \{"),
+    ({"estimator": Truncator()}, "'estimator' parameter .*TMNREEstimator' or None"),
+])
+def test_parameters_are_validated_before_any_simulation(tmp_path, kwargs, match):
+    run = _run(_never_called, store=str(tmp_path / "sims.zarr"), **kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        run.fit(X_O)
+    assert not (tmp_path / "sims.zarr").exists()
+
+
+def test_any_non_negative_int_is_a_campaign_seed():
+    # A campaign's entropy may exceed 2**32 (one drawn for random_state=None): passing it
+    # back must stay possible, unlike an estimator's 32-bit random_state.
+    for state in (2**40, np.random.default_rng(0), np.random.RandomState(0), None):
+        TMNRE(shift, PRIOR, random_state=state)._check_params()
+
+
+# The campaign of KILL_SCRIPT, in three rounds, each network starting from the last one's.
+WARM_KILL_SCRIPT = KILL_SCRIPT.replace(
+    "n_sims=[100, 150], convergence_ratio=1.0,",
+    "n_sims=[60, 60, 60], max_rounds=3, convergence_ratio=1.0, warm_start=True,")
+
+
+def _rows_at(path):
+    """theta, round and index of every committed row (None before the first commit)."""
+    try:
+        store = SimulationStore(path, mode="r")
+    except FileNotFoundError:
+        return None
+    return store.theta.to_numpy(), store.rounds, store.indices
+
+
+def _kill_when(proc, ready, deadline):
+    while not ready():
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the campaign made no progress"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+@pytest.mark.parametrize("kills", [1, pytest.param(3, marks=pytest.mark.slow)])
+def test_killed_warm_started_run_loses_no_rows(tmp_path, kills):
+    # One kill checks the store; three (slow) also compare with an uninterrupted campaign.
+    assert "warm_start=True" in WARM_KILL_SCRIPT
+    script = tmp_path / "campaign.py"
+    script.write_text(textwrap.dedent(WARM_KILL_SCRIPT))
+    killed_store, reference_store = tmp_path / "killed.zarr", tmp_path / "reference.zarr"
+    reference = None
+    if kills > 1:
+        reference = subprocess.Popen([sys.executable, str(script), str(reference_store),
+                                      str(tmp_path / "reference")])
+    seen = []
+    try:
+        for k in range(kills):
+            # Alternately between rounds (a training started: every simulation of the round
+            # before is committed) and in the middle of a round's simulations (new rows).
+            trainings, rows = _trainings(tmp_path / "killed"), _rows_at(killed_store)
+            n_rows = 0 if rows is None else len(rows[0])
+            if k % 2 == 0:
+                def ready(t=trainings):
+                    return _trainings(tmp_path / "killed") > t
+            else:
+                def ready(n=n_rows):
+                    rows = _rows_at(killed_store)
+                    return rows is not None and len(rows[0]) > n
+            killed = subprocess.Popen([sys.executable, str(script), str(killed_store),
+                                       str(tmp_path / "killed")])
+            try:
+                assert _kill_when(killed, ready, time.monotonic() + 300), \
+                    "the campaign finished before it could be killed"
+            finally:
+                if killed.poll() is None:
+                    killed.kill()
+            seen.append(_rows_at(killed_store))
+        assert reference is None or reference.wait(timeout=300) == 0
+    finally:
+        if reference is not None and reference.poll() is None:
+            reference.kill()
+    resumed = subprocess.run([sys.executable, str(script), str(killed_store),
+                              str(tmp_path / "killed")], timeout=300)
+    assert resumed.returncode == 0
+
+    final = SimulationStore(killed_store, mode="r")
+    assert final.verify().ok
+    theta, rounds, indices = _rows_at(killed_store)
+    assert seen[0] is not None  # the first kill came after round 0 was committed
+    for at_kill in seen:  # every row committed before a kill is still there, unchanged
+        n = len(at_kill[0])
+        np.testing.assert_array_equal(theta[:n], at_kill[0])
+        np.testing.assert_array_equal(rounds[:n], at_kill[1])
+        np.testing.assert_array_equal(indices[:n], at_kill[2])
+    for r in np.unique(rounds):  # each round's draws once each, none missing
+        np.testing.assert_array_equal(final.done_indices(r), np.arange((rounds == r).sum()))
+    assert len(pd.read_pickle(tmp_path / "killed-rounds.pkl")) == 3
+    if reference is not None:
+        _assert_same_store(killed_store, reference_store)
+        np.testing.assert_array_equal(np.load(tmp_path / "killed-predict.npy"),
+                                      np.load(tmp_path / "reference-predict.npy"))

@@ -1,7 +1,9 @@
 import importlib
 import os
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
@@ -156,6 +158,62 @@ def test_timeout():
     assert "timed out" in res.errors[1]
 
 
+def _catches_exception(theta):
+    while theta[0] > 0:
+        try:
+            time.sleep(10)
+        except Exception:  # noqa: BLE001 - a simulator that retries on any error
+            pass
+    return theta
+
+
+def _swallows_once(theta):
+    if theta[0] > 0:
+        try:
+            time.sleep(10)
+        except BaseException:  # noqa: BLE001 - swallows the first interruption
+            pass
+        time.sleep(10)
+    return theta
+
+
+def _returns_late(theta):
+    if theta[0] > 0:
+        try:
+            time.sleep(10)
+        except BaseException:  # noqa: BLE001 - swallows it and returns an answer
+            return theta
+    return theta
+
+
+def _waits_on_its_threads(theta):
+    if theta[0] > 0:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(lambda: time.sleep(3) or theta).result()
+    return theta
+
+
+@pytest.mark.parametrize("simulator", [_catches_exception, _swallows_once, _returns_late,
+                                       _waits_on_its_threads])
+def test_a_timeout_is_not_swallowed_by_the_simulator(simulator):
+    start = time.monotonic()
+    res = simulate(simulator, np.array([[-1.0], [1.0]]), timeout=0.3, return_result=True)
+    # Without the repeated alarm these take 10 s, forever, or 3 s.
+    assert time.monotonic() - start < 2.5
+    assert res.ok.tolist() == [True, False] and res.errors[1] == "timed out"
+
+
+def test_a_timeout_outside_the_main_thread_abandons_the_call():
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(res=simulate(
+        _catches_exception, np.array([[1.0], [-1.0]]), timeout=0.3, return_result=True)))
+    start = time.monotonic()
+    thread.start()
+    thread.join(10)
+    assert time.monotonic() - start < 2.5
+    assert box["res"].ok.tolist() == [False, True] and box["res"].errors[0] == "timed out"
+
+
 @pytest.mark.parametrize("timeout", [True, False, 0, -1.0, float("nan"), float("inf"), "1",
                                      np.array([1.0])])
 def test_bad_timeout_is_refused(theta, timeout):
@@ -220,3 +278,14 @@ def test_a_declared_event_shape_fails_the_misshapen_rows_whatever_their_number()
     assert "returned shape (2,), expected (3,)" in result.errors[0]
     with pytest.raises(ValueError, match="event_shape"):
         simulate(_mostly_wrong, theta, event_shape=(-1,))
+
+
+def test_skipped_rows_tell_how_to_keep_theta_paired(theta):
+    from sklearn_tmnre import TMNREEstimator
+
+    with pytest.warns(SimulationWarning, match=r"theta\[result.ok\]"):
+        X = simulate(flaky, theta, random_state=0, on_error="skip")
+    # Fitting the shortened X against the full theta cannot mispair the rows: it is an
+    # error that says where the rows went and how to keep the pairs.
+    with pytest.raises(ValueError, match=r"on_error='skip'.*y\[result.ok\]"):
+        TMNREEstimator(max_epochs=1).fit(X, theta)

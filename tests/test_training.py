@@ -101,3 +101,12 @@ def test_variation_float32_cannot_resolve_is_warned_about():
     X, theta = _data()
     with pytest.warns(UserWarning, match="cannot resolve"):
         TMNREEstimator(max_epochs=1, random_state=0).fit(1e9 + X, theta)
+
+
+def test_constant_features_are_warned_about():
+    X, theta = _data()
+    some = np.column_stack([X, np.full(len(X), 3.0)])
+    with pytest.warns(UserWarning, match="1 of the .* numbers of X are constant"):
+        TMNREEstimator(max_epochs=1, random_state=0).fit(some, theta)
+    with pytest.warns(UserWarning, match="X is the same in all"):
+        TMNREEstimator(max_epochs=1, random_state=0).fit(np.ones_like(X), theta)

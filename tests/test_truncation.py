@@ -10,7 +10,8 @@ from scipy import stats
 from sklearn.exceptions import NotFittedError
 
 from sklearn_tmnre import Prior, TMNREEstimator
-from sklearn_tmnre.truncation import Truncator, _log_ratio_1d
+from sklearn_tmnre._grids import candidate_logits
+from sklearn_tmnre.truncation import Truncator
 
 NOISE = 0.5  # x = mu + NOISE * standard normal
 
@@ -114,7 +115,8 @@ def test_a_diverged_estimator_is_refused(wide):
 def test_fast_head_evaluation_equals_log_ratio(wide):
     _, est = wide
     values = np.linspace(-10, 10, 57)[:, None]
-    fast = _log_ratio_1d(est, X_O.astype(np.float32), values)[:, 0]
+    fast = candidate_logits(est, X_O.astype(np.float32)[None], 1, values.shape,
+                            values[None, :, :, None])[0, :, 0]
     slow = est.log_ratio(np.repeat(X_O[None], len(values), axis=0), values)["mu"].to_numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
 
@@ -260,3 +262,35 @@ def test_no_warning_for_a_resolved_box(wide):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Truncator().fit(X_O, estimator=est)
+
+
+# ------------------------------------------------------------ parameter validation
+@pytest.mark.parametrize("param, value, match", [
+    ("tail_mass", 0.5, r"'tail_mass' parameter of Truncator must be a float in the range "
+                       r"\[0\.0, 0\.5\)\. Got 0\.5 instead\. It is the posterior mass"),
+    ("tail_mass", float("nan"), "'tail_mass' parameter"),
+    ("tail_mass", True, "'tail_mass' parameter of Truncator must be a number, not a boolean"),
+    ("epsilon", 0.0, r"'epsilon' parameter .* range \(0\.0, 1\.0\).*Pass None for the "
+                     "tail-mass rule"),
+    ("epsilon", float("inf"), "'epsilon' parameter"),
+    ("epsilon", np.bool_(True), "not a boolean"),
+    ("n_samples", 2.5, "'n_samples' parameter .* int in the range"),
+    ("n_samples", 10**9, r"'n_samples' parameter .* \[2, 1048576\]"),  # would fill the memory
+    ("n_samples", False, "not a boolean"),
+    ("prior", {"mu": (0, 1)}, "'prior' parameter .* 'sklearn_tmnre.prior.Prior' or None"),
+])
+def test_parameters_are_validated_before_anything_else(param, value, match):
+    # No estimator is given: the parameter is reported first, by fit and by fit_transform.
+    with pytest.raises(ValueError, match=match):
+        Truncator(**{param: value}).fit(X_O)
+    with pytest.raises(TypeError, match=match):
+        Truncator(**{param: value}).fit_transform(X_O)
+
+
+def test_valid_parameter_extremes_are_accepted(wide):
+    _, est = wide
+    for params in ({"tail_mass": 0.0}, {"epsilon": 0.999}, {"n_samples": 2},
+                   {"tail_mass": 0.49, "n_samples": np.int64(50)}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a 2-point grid warns that it is unresolved
+            assert Truncator(**params).fit(X_O, estimator=est).mass_ > 0

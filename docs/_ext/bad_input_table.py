@@ -104,6 +104,26 @@ def _store_with(files, remove=None):
     return path
 
 
+def _store_damaged(chunk, how):
+    """A store with two rows whose ``chunk`` file then has one bit flipped, or is deleted."""
+    path = _store_with({})
+    target = os.path.join(path, *chunk.split("/"))
+    if how == "delete":
+        os.remove(target)
+    else:
+        with open(target, "rb") as f:
+            data = bytearray(f.read())
+        data[len(data) // 2] ^= 0x10
+        with open(target, "wb") as f:
+            f.write(bytes(data))
+    return path
+
+
+def _repair_summary(path, **kwargs):
+    report = _api("SimulationStore").repair(path, **kwargs)
+    return {"n_rows": report.n_rows, "n_dropped": report.n_dropped, "problems": report.problems}
+
+
 def _simulator(theta, rng):
     return np.asarray(theta, dtype=float) + 0.1 * rng.standard_normal(len(theta))
 
@@ -125,6 +145,16 @@ def _ragged_simulator(theta, rng):
 def _slow_simulator(theta, rng):
     if theta[0] > 0:
         time.sleep(2)
+    return np.asarray(theta, dtype=float)
+
+
+def _stubborn_simulator(theta, rng):
+    # Retries on every exception, so a timeout raised as an Exception would never end it.
+    while theta[0] > 0:
+        try:
+            time.sleep(2)
+        except Exception:  # noqa: BLE001 - the stubbornness under test
+            pass
     return np.asarray(theta, dtype=float)
 
 
@@ -201,6 +231,10 @@ GROUPS = {
          lambda: _api("simulate")(_ragged_simulator, _THETA2, random_state=0), "error"),
         ("simulate(..., timeout=0.2)", "the simulator hangs (2 s) on one row",
          lambda: _api("simulate")(_slow_simulator, _THETA2, timeout=0.2, random_state=0),
+         "error"),
+        ("simulate(..., timeout=0.2)",
+         "the simulator catches every exception and retries forever on one row",
+         lambda: _api("simulate")(_stubborn_simulator, _THETA2, timeout=0.2, random_state=0),
          "error"),
         ("simulate(..., on_error='skip')", "the simulator raises on one row",
          lambda: _api("simulate")(_raising_simulator, _THETA2, on_error="skip",
@@ -363,6 +397,27 @@ GROUPS = {
          lambda: _api("SimulationStore")(_store_with({}, remove="commit.json")), "error"),
         ("SimulationStore(path)", "a garbled commit.json",
          lambda: _api("SimulationStore")(_store_with({"commit.json": "{not json"})), "error"),
+        ("SimulationStore(path, mode='r').X", "a chunk of X with one bit flipped",
+         lambda: _api("SimulationStore")(_store_damaged("X/c/0/0", "flip"), mode="r").X,
+         "error"),
+        ("SimulationStore(path).select()", "the chunk of X of rows marked ok was deleted",
+         lambda: _api("SimulationStore")(_store_damaged("X/c/0/0", "delete")).select(),
+         "error"),
+        ("SimulationStore(path).theta", "a chunk of theta was deleted",
+         lambda: _api("SimulationStore")(_store_damaged("theta/c/0/0", "delete")).theta,
+         "error"),
+        ("SimulationStore(path).verify()", "a chunk of X with one bit flipped",
+         lambda: _api("SimulationStore")(_store_damaged("X/c/0/0", "flip")).verify().problems,
+         "value"),
+        ("SimulationStore.repair(path)", "a store whose commit.json was lost",
+         lambda: _repair_summary(_store_with({}, remove="commit.json")), "value"),
+        ("SimulationStore.repair(path)", "a store whose commit record is intact",
+         lambda: _repair_summary(_store_with({})), "error"),
+        ("SimulationStore.repair(path)", "a folder that is not a store",
+         lambda: _repair_summary(_folder({"thesis.tex": "x"})), "error"),
+        ("SimulationStore(path)", "temporary files of a writer killed mid-write",
+         lambda: sorted(os.listdir(_api("SimulationStore")(_store_with(
+             {".commit.json." + "0" * 32 + ".tmp": "half"})).path)), "value"),
     ],
     "tmnre": [
         ("TMNRE(simulator, ...).fit(x_o)", "simulator not callable",
