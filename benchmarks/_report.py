@@ -19,6 +19,7 @@ import platform
 import numpy as np
 import pandas as pd
 from _report_truncation import truncation_section
+from bench_coverage_cost import section as coverage_cost_section
 
 __all__ = ["PUBLISHED", "TARGETS", "render"]
 
@@ -603,6 +604,9 @@ def render(results, docs, figure):
     floor_path = results / "grid_floor.csv"
     if floor_path.exists():
         lines += _grid_floor_section(pd.read_csv(floor_path))
+    cost_path = results / "coverage_cost.csv"
+    if cost_path.exists():
+        lines += coverage_cost_section(pd.read_csv(cost_path))
     sampler_path = results / "sbi_sampler.csv"
     if sampler_path.exists():
         lines += _sampler_section(pd.read_csv(sampler_path))

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from .posterior import hpd_threshold
+
 __all__ = ["corner", "coverage_plot", "training_curve", "truncation_plot"]
 
 # Central probability of each parameter's plotted range (then padded): wide
@@ -36,6 +38,11 @@ _REFERENCE_BINS = (10, 100)
 _REFERENCE_SMOOTH = 1.0
 # Above this many marginals a legend would hide the coverage curves.
 _MAX_LEGEND_ENTRIES = 10
+# Bars of a discrete parameter's classes fill this fraction of the spacing of
+# neighbouring classes (shared side by side by overlaid posteriors), so that
+# neighbouring classes stay apart; up to this many classes get a tick each.
+_BAR_FILL = 0.8
+_MAX_CLASS_TICKS = 12
 
 
 def _pyplot():
@@ -48,12 +55,14 @@ def _pyplot():
 
 
 def _hpd_thresholds(density, cell_area, levels):
-    """Densities at which the cells at least as dense hold mass ``levels`` (same order)."""
-    flat = np.sort(np.ravel(density))[::-1]
-    mass = np.cumsum(flat) * cell_area
-    mass /= mass[-1]
-    idx = np.minimum(np.searchsorted(mass, np.asarray(levels, dtype=float)), flat.size - 1)
-    return flat[idx]
+    """Densities at which the cells at least as dense hold mass ``levels`` (same order).
+
+    The one highest-density rule of the package (:func:`~sklearn_tmnre.posterior.hpd_threshold`,
+    linear inside each cell), so a contour encloses what ``hpd`` and coverage count.
+    """
+    total = float(np.sum(density)) * cell_area
+    return np.array([hpd_threshold(density, level) * total / cell_area
+                     for level in np.asarray(levels, dtype=float)])
 
 
 def _contour_levels(density, cell_area, levels):
@@ -124,11 +133,39 @@ def _density(post, marginal):
     return post.density(marginal)
 
 
-def _ranges(posts, names, reference, truths):
-    """Plotted interval of each parameter: the central mass of every layer, padded."""
+def _discrete_names(posts):
+    """Parameters that some posterior holds as discrete (a table of class probabilities)."""
+    return {n for post in posts for n in getattr(post, "discrete", ())}
+
+
+def _classes(posts, name):
+    """Sorted class values of a discrete parameter, over every posterior that has them."""
+    found = [np.asarray(post.grid((name,))[0], dtype=float) for post in posts
+             if name in getattr(post, "discrete", ())]
+    return np.unique(np.concatenate(found))
+
+
+def _class_spacing(classes):
+    return float(np.min(np.diff(classes))) if len(classes) > 1 else 1.0
+
+
+def _ranges(posts, names, reference, truths, discrete=frozenset()):
+    """Plotted interval of each parameter: the central mass of every layer, padded.
+
+    A discrete parameter's interval holds all its classes (every bar, however
+    improbable: a model index shows both models) and half a spacing beyond.
+    """
     tail = (1 - _RANGE_PROB) / 2
     out = {}
     for name in names:
+        if name in discrete:
+            classes = _classes(posts, name)
+            half = 0.5 * _class_spacing(classes)
+            lo, hi = classes[0], classes[-1]
+            if name in truths:
+                lo, hi = min(lo, truths[name]), max(hi, truths[name])
+            out[name] = (lo - half, hi + half)
+            continue
         lows, highs = [], []
         for post in posts:
             if name in post.names:
@@ -146,6 +183,32 @@ def _ranges(posts, names, reference, truths):
         pad = _RANGE_PAD * (hi - lo) if hi > lo else 0.5
         out[name] = (lo - pad, hi + pad)
     return out
+
+
+def _draw_classes(ax, posts, colors, name, reference):
+    """Bars of a discrete parameter's class probabilities on a diagonal panel.
+
+    Each posterior's bar stands at the class value (offset side by side when
+    several posteriors are overlaid), its height the class probability, so
+    nothing is smoothed between classes as a density curve would be.
+    Reference samples are drawn as dashed outlines of their class frequencies.
+    """
+    classes = _classes(posts, name)
+    spacing = _class_spacing(classes)
+    layers = [(post, color) for post, color in zip(posts, colors)
+              if name in getattr(post, "discrete", ())]
+    width = _BAR_FILL * spacing / len(layers)
+    for k, (post, color) in enumerate(layers):
+        p = post.probabilities(name)
+        offset = (k - 0.5 * (len(layers) - 1)) * width
+        ax.bar(p.index.to_numpy(dtype=float) + offset, p.to_numpy(), width=width,
+               color=color, alpha=0.7)
+    if reference is not None:
+        freq = reference[name].value_counts(normalize=True).sort_index()
+        ax.bar(freq.index.to_numpy(dtype=float), freq.to_numpy(), width=_BAR_FILL * spacing,
+               fill=False, edgecolor="k", ls="--")
+    if len(classes) <= _MAX_CLASS_TICKS:
+        ax.set_xticks(classes)
 
 
 def _corner_axes(plt, fig, d):
@@ -213,10 +276,12 @@ def corner(posterior, truths=None, reference=None, levels=(0.68, 0.95), labels=N
     Returns
     -------
     matplotlib.figure.Figure
-        Diagonal: 1-d densities. Below the diagonal, panel (i, j): HPD contours
-        of the 2-d marginal of parameter ``j`` (x axis) and ``i`` (y axis);
-        panels whose 2-d marginal no posterior estimated are hidden, as is the
-        upper triangle.
+        Diagonal: 1-d densities, or for a discrete parameter bars of its class
+        probabilities (:meth:`MarginalPosterior.probabilities`) at the class
+        values. Below the diagonal, panel (i, j): HPD contours of the 2-d
+        marginal of parameter ``j`` (x axis) and ``i`` (y axis); panels whose
+        2-d marginal no posterior estimated, or that involve a discrete
+        parameter, are hidden, as is the upper triangle.
 
     Examples
     --------
@@ -247,7 +312,8 @@ def corner(posterior, truths=None, reference=None, levels=(0.68, 0.95), labels=N
         raise ValueError(f"legend has {len(legend)} labels for {len(posts)} posteriors.")
     truths = _parameter_values(truths, names, "truths")
     reference = _reference_frame(reference, names)
-    ranges = _ranges(posts, names, reference, truths)
+    discrete = _discrete_names(posts)
+    ranges = _ranges(posts, names, reference, truths, discrete)
 
     d = len(names)
     fig, axes = _corner_axes(plt, fig, d)
@@ -259,7 +325,13 @@ def corner(posterior, truths=None, reference=None, levels=(0.68, 0.95), labels=N
             if j > i:
                 ax.set_visible(False)
                 continue
-            if i == j:
+            if i == j and row in discrete:
+                _draw_classes(ax, posts, colors, row, reference)
+                if row in truths:
+                    ax.axvline(truths[row], color="k", lw=1)
+                ax.set_ylim(bottom=0)
+                ax.set_yticks([])
+            elif i == j:
                 for post, color in zip(posts, colors):
                     found = _density(post, (row,))
                     if found is not None:
@@ -276,6 +348,10 @@ def corner(posterior, truths=None, reference=None, levels=(0.68, 0.95), labels=N
             else:
                 drawn = False
                 for post, color in zip(posts, colors):
+                    # Contours of a class table are meaningless (fit refuses 2-d
+                    # marginals of discrete parameters): such a panel stays hidden.
+                    if {col, row} & discrete:
+                        break
                     found = _density(post, (col, row))
                     if found is None:
                         continue

@@ -251,3 +251,58 @@ def test_truncation_plot_shows_every_round_and_the_final_box(tmp_path):
         truncation_plot(object())
     with pytest.raises(ValueError, match="not parameters"):
         truncation_plot(run, names=["c"])
+
+
+def discrete_posterior(probabilities, marginals=(("m",), ("a",))):
+    """A class table for ``m`` (classes 0, 1, 2) beside a Gaussian ``a``, as the estimator
+    builds it: a discrete parameter's grid is its classes, each a cell of width 1."""
+    prior = Prior({"m": stats.randint(0, 3), "a": stats.uniform(-2, 4)})
+    axes, mass = {}, {}
+    for m in marginals:
+        axes[m] = grid_axes(prior, list(m), 200)
+        if m == ("m",):
+            mass[m] = np.asarray(probabilities, dtype=float)
+        else:
+            per = [stats.norm.pdf(c, 0.2, 0.3) for c, _ in axes[m]]
+            p = per[0] if len(m) == 1 else per[0][:, None] * per[1][None, :]
+            mass[m] = p / p.sum()
+    return MarginalPosterior(list(marginals), axes, mass, discrete=["m"])
+
+
+def test_corner_draws_a_discrete_marginal_as_bars_of_class_probabilities(tmp_path):
+    probabilities = [0.1, 0.6, 0.3]
+    post = discrete_posterior(probabilities)
+    fig = corner(post, truths={"m": 1.0, "a": 0.2})
+    axes = np.asarray(fig.get_axes()).reshape(2, 2)
+    bars = axes[0, 0].patches
+    assert len(bars) == 3 and len(axes[0, 0].lines) == 1  # bars, and the truth's line only
+    np.testing.assert_allclose([b.get_height() for b in bars], probabilities)
+    np.testing.assert_allclose([b.get_x() + 0.5 * b.get_width() for b in bars], [0, 1, 2])
+    assert all(b.get_width() < 1 for b in bars)  # neighbouring classes stay apart
+    np.testing.assert_allclose(axes[0, 0].get_xticks(), [0, 1, 2])
+    low, high = axes[0, 0].get_xlim()
+    assert low < -0.4 and high > 2.4  # every class whole, even an improbable one
+    # The continuous parameter is still a density curve, without bars.
+    assert not axes[1, 1].patches and len(axes[1, 1].lines[0].get_xdata()) == 200
+    # Overlaid posteriors: side by side at each class, heights still the probabilities;
+    # reference samples are dashed outlines of their class frequencies.
+    other = discrete_posterior([0.5, 0.25, 0.25])
+    reference = pd.DataFrame({"m": [0.0, 1.0, 1.0, 2.0], "a": [0.1, 0.2, 0.3, 0.2]})
+    fig = corner([post, other], reference=reference)
+    bars = np.asarray(fig.get_axes()).reshape(2, 2)[0, 0].patches
+    assert len(bars) == 9
+    np.testing.assert_allclose([b.get_height() for b in bars],
+                               [*probabilities, 0.5, 0.25, 0.25, 0.25, 0.5, 0.25])
+    centres = np.array([b.get_x() + 0.5 * b.get_width() for b in bars[:6]]).reshape(2, 3)
+    assert np.all(centres[0] < np.arange(3)) and np.all(centres[1] > np.arange(3))
+    assert [b.get_fill() for b in bars] == [True] * 6 + [False] * 3
+    fig.savefig(tmp_path / "discrete.png")
+
+
+def test_corner_hides_a_2d_panel_of_a_discrete_parameter():
+    # Fit refuses such marginals; a posterior built by hand with one is drawn without it.
+    post = discrete_posterior([0.2, 0.3, 0.5], marginals=(("m",), ("a",), ("m", "a")))
+    axes = np.asarray(post.plot().get_axes()).reshape(2, 2)
+    assert not axes[1, 0].get_visible()
+    assert not contour_sets(axes[1, 0])
+    assert axes[1, 1].get_xlabel() == "a" and axes[0, 0].get_xlabel() == "m"
