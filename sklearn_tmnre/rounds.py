@@ -115,8 +115,32 @@ def _derived_seed(entropy, *key):
     return int(np.random.SeedSequence(entropy, spawn_key=key).generate_state(1)[0])
 
 
+def _prior_record(prior):
+    """How a campaign record names its prior: :meth:`Prior.to_dict`, the one serialized form.
+
+    A prior of custom ``rv_continuous`` subclasses has no such form; it, and the
+    records of stores written before 0.2 (without ``prior_format``), use the
+    older description of :func:`_describe_prior`.
+    """
+    try:
+        return {"prior_format": 2, "prior": json.loads(json.dumps(prior.to_dict()))}
+    except (TypeError, ValueError):
+        return {"prior": _describe_prior(prior)}
+
+
+def _same_prior(meta, prior):
+    """Whether a campaign record ``meta`` names ``prior``."""
+    if meta.get("prior_format") == 2:
+        return meta == {**meta, **_prior_record(prior)}
+    return meta["prior"] == _describe_prior(prior)
+
+
 def _describe_prior(prior):
-    """A JSON description of a prior, to recognise the campaign a store belongs to."""
+    """The campaign records' description of a prior before 0.2 (names, scipy arguments, box).
+
+    It cannot tell two histogram priors apart; :func:`_prior_record` uses it only
+    for stores written before 0.2 and for custom distributions.
+    """
     desc = {
         "names": prior.names,
         "distributions": [[d.dist.name, np.asarray(d.args, dtype=float).tolist(),
@@ -390,16 +414,16 @@ class TMNRE(BaseEstimator):
             return self._start_campaign_locked(store)
 
     def _start_campaign_locked(self, store):
-        desc = _describe_prior(self.prior)
         meta = store.attrs.get(_ATTRS_KEY)
         if meta is None:
             if len(store):
                 raise ValueError(f"TMNRE: the store {str(store.path)!r} holds simulations that "
                                  "TMNRE did not plan; give a new store path.")
             entropy = _campaign_entropy(self.random_state)
-            store.attrs[_ATTRS_KEY] = {"entropy": str(entropy), "prior": desc, "rounds": {}}
+            store.attrs[_ATTRS_KEY] = {"entropy": str(entropy), **_prior_record(self.prior),
+                                       "rounds": {}}
             return entropy
-        if meta["prior"] != desc:
+        if not _same_prior(meta, self.prior):
             raise ValueError(f"TMNRE: the store {str(store.path)!r} belongs to a campaign with "
                              f"another prior ({meta['prior']}); give a new store path to start "
                              "a new campaign.")

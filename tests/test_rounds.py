@@ -698,3 +698,38 @@ def test_killed_warm_started_run_loses_no_rows(tmp_path, kills):
         _assert_same_store(killed_store, reference_store)
         np.testing.assert_array_equal(np.load(tmp_path / "killed-predict.npy"),
                                       np.load(tmp_path / "reference-predict.npy"))
+
+
+def test_campaign_records_name_the_prior_by_its_serialized_form():
+    from sklearn_tmnre.rounds import _describe_prior, _prior_record, _same_prior
+
+    def histogram(seed):
+        draws = np.random.default_rng(seed).normal(size=200)
+        counts = np.histogram(draws, bins=8, range=(-4, 4))
+        return Prior({"a": stats.rv_histogram(counts, density=True)()})
+
+    first, second = histogram(0), histogram(1)
+    record = {"entropy": "7", **_prior_record(first), "rounds": {}}
+    assert record["prior_format"] == 2 and record["prior"] == first.to_dict()
+    assert _same_prior(record, first) and not _same_prior(record, second)
+    # A record written before 0.2 still resumes; its description cannot tell the two
+    # histograms apart, which is why new records use Prior.to_dict.
+    legacy = {"entropy": "7", "prior": _describe_prior(first), "rounds": {}}
+    assert _same_prior(legacy, first) and _same_prior(legacy, second)
+
+
+def test_a_store_of_a_campaign_with_another_histogram_prior_is_refused(tmp_path):
+    def histogram(seed):
+        draws = np.random.default_rng(seed).uniform(-3, 3, size=(400, 2))
+        return Prior({n: stats.rv_histogram(np.histogram(draws[:, j], bins=6, range=(-3, 3)),
+                                             density=True)()
+                      for j, n in enumerate(["a", "b"])})
+
+    path = str(tmp_path / "sims")
+    est = TMNREEstimator(max_epochs=1, hidden_features=8, embedding_dim=4, num_blocks=1,
+                         n_grid_1d=32, n_grid_2d=8)
+    TMNRE(shift, histogram(0), estimator=est, n_sims=[60], store=path,
+          random_state=0).fit(X_O)
+    with pytest.raises(ValueError, match="another prior"):
+        TMNRE(shift, histogram(1), estimator=est, n_sims=[60], store=path,
+              random_state=0).fit(X_O)
