@@ -281,7 +281,7 @@ def test_ensemble_averages_independently_trained_members(problem):
     assert len(members) == 3
     # Each member trained on its own loss from its own start: they disagree.
     x = torch.as_tensor(X[:50], dtype=torch.float32)
-    t = torch.as_tensor(theta.to_numpy()[:50], dtype=torch.float32)
+    t = torch.as_tensor(theta.to_numpy()[:50].copy(), dtype=torch.float32)
     with torch.no_grad():
         each = np.stack([m(x, t).numpy() for m in members])
     assert np.abs(each[0] - each[1]).max() > 1e-3

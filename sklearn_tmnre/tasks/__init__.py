@@ -18,8 +18,9 @@ name                         params  data  reference posterior
 Science toys for the examples (:data:`SCIENCE_TASKS`, also found by
 :func:`get_task`): :func:`cmb_spectrum` (6 cosmological parameters, TT/TE/EE
 spectra), :func:`supernovae` (flat wCDM Hubble diagram, optionally one latent
-offset per supernova) and :func:`strong_lensing` (64x64 lensed images with a
-subhalo).
+offset per supernova), :func:`strong_lensing` (64x64 lensed images with a
+subhalo) and :func:`subhalo_lensing` (lensed images with a Poisson population of
+subhalos, and their occupancy maps in 10 mass bins).
 
 Examples
 --------
@@ -37,6 +38,7 @@ from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
 from .lensing import StrongLensing, strong_lensing
 from .slcp import SLCP
+from .subhalos import SubhaloLensing, subhalo_lensing
 from .supernova import Supernovae, supernovae
 from .two_moons import TwoMoons
 
@@ -50,6 +52,7 @@ __all__ = [
     "CMBSpectrum",
     "Supernovae",
     "StrongLensing",
+    "SubhaloLensing",
     "two_moons",
     "gaussian_linear",
     "gaussian_linear_uniform",
@@ -58,6 +61,7 @@ __all__ = [
     "cmb_spectrum",
     "supernovae",
     "strong_lensing",
+    "subhalo_lensing",
     "get_task",
     "TASKS",
     "SCIENCE_TASKS",
@@ -101,7 +105,7 @@ _FACTORIES = {
 TASKS = tuple(_FACTORIES)
 
 _SCIENCE = {"cmb_spectrum": cmb_spectrum, "supernovae": supernovae,
-            "strong_lensing": strong_lensing}
+            "strong_lensing": strong_lensing, "subhalo_lensing": subhalo_lensing}
 
 #: The science toys of the examples (default settings).
 SCIENCE_TASKS = tuple(_SCIENCE)
