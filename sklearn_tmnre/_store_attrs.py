@@ -27,7 +27,6 @@ def _json_default(obj):
     )
 
 
-
 def read_json(path):
     """The parsed JSON file at ``path``, or None if there is none."""
     try:
@@ -46,9 +45,9 @@ def read_json(path):
 class StoreAttrs(MutableMapping):
     """JSON metadata of a store; every write re-reads, modifies and atomically replaces it."""
 
-    def __init__(self, store, filename):
-        self._store = store
-        self._path = store.path / filename
+    def __init__(self, path, lock):
+        self._path = path
+        self._lock = lock  # the store's WriteLock
 
     def _read(self):
         return read_json(self._path) or {}
@@ -66,7 +65,7 @@ class StoreAttrs(MutableMapping):
         self.update({key: value})
 
     def __delitem__(self, key):
-        with self._store._locked("set attrs"):
+        with self._lock.hold("set attrs"):
             attrs = self._read()
             del attrs[key]
             self._write(attrs)
@@ -77,7 +76,7 @@ class StoreAttrs(MutableMapping):
         if not all(isinstance(k, str) for k in new):
             raise TypeError("SimulationStore.attrs: keys must be strings (JSON object keys).")
         payload = json.dumps(new, default=_json_default)  # fail before taking the lock
-        with self._store._locked("set attrs"):
+        with self._lock.hold("set attrs"):
             attrs = self._read()
             attrs.update(json.loads(payload))
             self._write(attrs)

@@ -1,17 +1,29 @@
-"""Checks of a batch appended to a :class:`~sklearn_tmnre.store.SimulationStore`.
+"""Checks of the arguments of a :class:`~sklearn_tmnre.store.SimulationStore`.
 
-Every error names the argument, what it got and what it needs, before
-anything is written, so a rejected batch leaves the store untouched.
+How a store is opened, and each batch appended to it. Every error names the
+argument, what it got and what it needs, before anything is written, so a
+rejected batch leaves the store untouched.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["check_schema", "validate_batch"]
+__all__ = ["check_open", "check_schema", "draw_indices", "validate_batch"]
+
+
+def check_open(path, mode):
+    """Check the ``path`` and ``mode`` a store is opened with."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"SimulationStore: path must be a str or Path; got "
+                        f"{type(path).__name__}.")
+    if mode not in ("a", "r", "w"):
+        raise ValueError(f"SimulationStore: mode must be 'a' (read/write), 'r' (read-only) "
+                         f"or 'w' (overwrite); got {mode!r}.")
 
 
 def validate_batch(theta, X, ok, errors, round, index):
@@ -80,6 +92,7 @@ def validate_batch(theta, X, ok, errors, round, index):
         index = index.astype(np.int64)
     return names, theta_arr, X, ok, errors, int(round), index
 
+
 def check_schema(commit, names, theta_arr, X):
     """Match a batch to the store's committed parameter names and event shape.
 
@@ -105,3 +118,21 @@ def check_schema(commit, names, theta_arr, X):
         raise ValueError(f"SimulationStore.append: X's event shape {X.shape[1:]} differs "
                          f"from the store's event shape {tuple(commit['event_shape'])}.")
     return stored, theta_arr
+
+
+def draw_indices(done, round, index, n):
+    """The batch's draw indices, refusing any already stored for ``round``.
+
+    ``done`` holds the indices of ``round`` already stored; ``index`` None
+    gives the ``n`` consecutive indices after the largest of them.
+    """
+    if index is None:
+        first = int(done.max()) + 1 if len(done) else 0
+        return np.arange(first, first + n, dtype=np.int64)
+    clash = np.intersect1d(index, done)
+    if len(clash):
+        raise ValueError(
+            f"SimulationStore.append: round {round} already holds draws with index "
+            f"{clash[:10].tolist()}{' ...' if len(clash) > 10 else ''}; skip the "
+            "indices listed by done_indices(round).")
+    return index

@@ -25,22 +25,15 @@ small columns (``theta``, ``ok``, ``round``, ``index``).
 from __future__ import annotations
 
 import json
-import os
-import re
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 __all__ = ["StoreReport", "check_failed_count", "compressors", "has_checksums", "read_rows",
-           "remove_temporaries", "repair_commit", "verify"]
+           "repair_commit", "verify"]
 
 _COLUMNS = ("theta", "ok", "round", "index")
-# The names _durable gives its temporary files (".<name>.<uuid4 hex>.tmp") and the probe
-# of SimulationStore.check_writable (".probe-<uuid4 hex>"): nothing else is ever removed.
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp|\.probe-[0-9a-f]{32}")
 _RESTORE = ("run SimulationStore.verify() to list every damaged file and restore those files "
             "from a backup (copy the store elsewhere before changing anything)")
 
@@ -400,30 +393,3 @@ def _repeated(rounds, indices):
     repeated = np.ones(len(pairs), bool)
     repeated[first] = False
     return repeated
-
-
-# ---------------------------------------------------------------------- leftovers
-def remove_temporaries(root, arrays):
-    """Delete the temporary files a killed writer left in the store; return their names.
-
-    Only regular files whose name matches the store's own temporary names, at
-    the top of ``root`` or inside its arrays' folders, are removed. The caller
-    holds the store's write lock, so no live writer owns them.
-    """
-    removed = []
-    for folder, name in _files(root, arrays):
-        path = folder / name
-        if _TEMPORARY.fullmatch(name) and stat.S_ISREG(os.lstat(path).st_mode):
-            path.unlink(missing_ok=True)
-            removed.append(str(path.relative_to(root)))
-    return removed
-
-
-def _files(root, arrays):
-    """(folder, name) of the entries at the top of ``root`` and of the files in its arrays."""
-    yield from ((root, name) for name in os.listdir(root))
-    for array in arrays:
-        top = root / array
-        if top.is_dir() and not top.is_symlink():
-            for folder, _, files in os.walk(top):  # links to folders are not followed
-                yield from ((Path(folder), name) for name in files)

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sklearn_tmnre.store as store_module
+import sklearn_tmnre._store_commit as store_commit
+import sklearn_tmnre._store_layout as store_layout
+from sklearn_tmnre._durable import DurableLocalStore
 from sklearn_tmnre.store import SimulationStore
 
 
@@ -146,17 +148,17 @@ def test_select_by_box_and_round(tmp_path):
 
 def test_select_reads_only_the_chunks_of_selected_rows(tmp_path, monkeypatch):
     # 8-row X chunks (3 float32 per row = 12 bytes; 96 bytes per chunk).
-    monkeypatch.setattr(store_module, "_CHUNK_BYTES", 96)
+    monkeypatch.setattr(store_layout, "CHUNK_BYTES", 96)
     store = SimulationStore(tmp_path / "s.zarr")
     store.append(*_batch(64))
     read = []
-    original = store_module.DurableLocalStore.get
+    original = DurableLocalStore.get
 
     async def spy(self, key, *args, **kwargs):
         read.append(key)
         return await original(self, key, *args, **kwargs)
 
-    monkeypatch.setattr(store_module.DurableLocalStore, "get", spy)
+    monkeypatch.setattr(DurableLocalStore, "get", spy)
     store = SimulationStore(tmp_path / "s.zarr", mode="r")
     _, X, rows = store.select({"a": (17.0, 20.0)})
     np.testing.assert_array_equal(X[:, 0], [17, 18, 19, 20])
@@ -338,19 +340,19 @@ def test_failure_between_data_and_commit_leaves_no_trace(tmp_path, monkeypatch):
     path = tmp_path / "s.zarr"
     store = SimulationStore(path)
     store.append(*_batch(5))
-    original = store_module.durable_write
+    original = store_commit.durable_write
 
     def crash_at_commit(target, data, synced=None):
-        if target.name == store_module._COMMIT:
+        if target.name == store_layout.COMMIT:
             raise KeyboardInterrupt("killed before the commit")
         original(target, data, synced)
 
-    monkeypatch.setattr(store_module, "durable_write", crash_at_commit)
+    monkeypatch.setattr(store_commit, "durable_write", crash_at_commit)
     theta, X = _batch(300, start=5)
     with pytest.raises(KeyboardInterrupt):
         store.append(theta, X, ok=np.arange(300) % 2 == 0,
                      errors=[None if i % 2 == 0 else "bad" for i in range(300)], round=1)
-    monkeypatch.setattr(store_module, "durable_write", original)
+    monkeypatch.setattr(store_commit, "durable_write", original)
 
     reopened = SimulationStore(path)
     assert (len(reopened), reopened.n_failed) == (5, 0)
@@ -368,17 +370,17 @@ def test_failure_between_data_and_commit_leaves_no_trace(tmp_path, monkeypatch):
 
 def test_failed_first_append_leaves_an_empty_store(tmp_path, monkeypatch):
     path = tmp_path / "s.zarr"
-    original = store_module.durable_write
+    original = store_commit.durable_write
 
     def crash_at_commit(target, data, synced=None):
-        if target.name == store_module._COMMIT:
+        if target.name == store_layout.COMMIT:
             raise OSError(errno.ENOSPC, "No space left on device")
         original(target, data, synced)
 
-    monkeypatch.setattr(store_module, "durable_write", crash_at_commit)
+    monkeypatch.setattr(store_commit, "durable_write", crash_at_commit)
     with pytest.raises(OSError):
         SimulationStore(path).append(*_batch(3))
-    monkeypatch.setattr(store_module, "durable_write", original)
+    monkeypatch.setattr(store_commit, "durable_write", original)
     store = SimulationStore(path)
     assert len(store) == 0 and store.names is None
     store.append(pd.DataFrame({"c": [1.0]}), np.zeros((1, 5)))

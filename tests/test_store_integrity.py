@@ -12,6 +12,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 import sklearn_tmnre._durable as durable_module
+import sklearn_tmnre._store_layout as store_layout
 import sklearn_tmnre.store as store_module
 from sklearn_tmnre.store import SimulationStore, StoreReport
 
@@ -29,7 +30,7 @@ def _batch(n, start=0.0):
 @pytest.fixture
 def small_chunks(monkeypatch):
     # 96-byte chunks: X 8 rows (3 float32), theta 4 rows, round/index 8 rows, ok 64 rows.
-    monkeypatch.setattr(store_module, "_CHUNK_BYTES", 96)
+    monkeypatch.setattr(store_layout, "CHUNK_BYTES", 96)
 
 
 def _campaign(path):
