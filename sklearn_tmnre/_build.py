@@ -15,6 +15,7 @@ from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
 from ._training import EpochProgress, RatioLoss, RatioNet, StopWhenDiverged, ValidationSplit
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
+from .objects import object_layout, pooled_theta_standardization
 from .sets import is_set_embedding, set_standardization
 
 __all__ = ["build_ratio_network", "data_standardization", "float_tensor", "make_ratio_net",
@@ -50,7 +51,9 @@ def make_ratio_net(est, X, theta, seed):
     x_mean, x_std = data_standardization(est, X)
     t_mean, t_std = theta.mean(axis=0), theta.std(axis=0)
     t_std = np.where(t_std > 0, t_std, 1.0)
-    indices = [tuple(est.names_.index(n) for n in m) for m in est.marginals_]
+    t_mean, t_std = pooled_theta_standardization(est.prior, t_mean, t_std, theta)
+    column = {n: i for i, n in enumerate(est.names_)}
+    indices = [tuple(column[n] for n in m) for m in est.marginals_]
     module, _ = build_ratio_network(est, est.event_shape_, indices, x_mean, x_std,
                                     t_mean, t_std)
     split = ValidationSplit(est.validation_fraction, seed)
@@ -130,10 +133,20 @@ def data_standardization(est, x):
     standardized data too (per-position statistics would differ by sampling
     noise and break the invariance). For ``embedding="set"``, the same over the
     present elements only: padding (all-NaN elements) is skipped
-    (:func:`sklearn_tmnre.sets.set_standardization`).
+    (:func:`sklearn_tmnre.sets.set_standardization`). With a prior of
+    per-object parameters (data (n, N, k)), per feature pooled over the objects,
+    whatever the embedding, so the shared object heads see every object on one scale.
     """
     # Statistics in float64: squares of float32 data beyond about 1e19 overflow.
-    if est.embedding in ("cnn1d", "cnn2d"):
+    prior = getattr(est, "prior", None)
+    if prior is not None and prior.object_blocks:
+        # Object data (n, N, k): per feature, pooled over the objects, so the shared
+        # object heads see every object's data on the same scale.
+        features = x.reshape(len(x), x.shape[1], -1)
+        x_mean, x_std = (np.broadcast_to(stat(features, axis=(0, 1), dtype=np.float64),
+                                         features.shape[1:]).reshape(x.shape[1:]).copy()
+                         for stat in (np.mean, np.std))
+    elif est.embedding in ("cnn1d", "cnn2d"):
         x_mean, x_std = x.mean(dtype=np.float64), x.std(dtype=np.float64)
     elif is_set_embedding(est.embedding):
         x_mean, x_std = set_standardization(x, est._embedding_params().get("element", "mlp"))
@@ -212,6 +225,10 @@ def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_me
     embedding_features : int
         Width of one member's embedding.
     """
+    objects = object_layout(estimator.prior, event_shape, indices)
+    # "auto" widths count every marginal, object ones included: a shared head costs per
+    # object what a dense head costs (its activations grow as N x width^2), only its
+    # weights are shared; the width keeps the cost of evaluating all heads about constant.
     members = []
     for _ in range(estimator.n_ensemble):
         embedding, n_features = make_embedding(estimator.embedding, event_shape,
@@ -222,7 +239,7 @@ def build_ratio_network(estimator, event_shape, indices, x_mean, x_std, theta_me
             hidden_features=resolve_hidden_features(estimator.hidden_features, len(indices)),
             num_blocks=estimator.num_blocks,
             dropout=estimator.dropout, fourier_features=estimator.fourier_features,
-            fourier_scale=estimator.fourier_scale))
+            fourier_scale=estimator.fourier_scale, objects=objects))
     module = members[0] if len(members) == 1 else RatioEnsemble(members)
     return module, n_features
 

@@ -63,8 +63,7 @@ def grid_logits(estimator, X, dims=(1, 2)):
             continue
         names = sorted({n for m in members for n in m}, key=estimator.names_.index)
         per_name = dict(zip(names, grid_axes(estimator.prior_, names, n_grid)))
-        per_logp = {n: estimator.prior_.marginal([n]).log_prob(per_name[n][0][:, None])
-                    for n in names}
+        per_logp = _log_prior_of_axes(estimator.prior_, per_name)
         cols = []
         for m in members:
             axes[m] = [per_name[n] for n in m]
@@ -79,6 +78,43 @@ def grid_logits(estimator, X, dims=(1, 2)):
             size = int(np.prod(shape[1:]))
             grids[m] = values[:, :size, c].astype(np.float64).reshape(shape)
     return axes, grids, log_prior
+
+
+def _log_prior_of_axes(prior, axes):
+    """Log prior density of each parameter at its grid centres, ``{name: (G,)}``.
+
+    Grids shared by several parameters of one distribution and box (an object
+    block's members, see :func:`~sklearn_tmnre.posterior.grid_axes`) are
+    evaluated once.
+    """
+    done, out = {}, {}
+    for name, (centres, _) in axes.items():
+        key = (id(centres), id(prior.distributions[name]))
+        if key not in done:
+            done[key] = prior.marginal([name]).log_prob(centres[:, None])
+        out[name] = done[key]
+    return out
+
+
+def _log_prior_of_centres(prior, centres, n):
+    """Log prior density at per-observation grid centres, ``{name: (n, G)}``.
+
+    The continuous parameters (all with grids of the same shape) go through
+    one vectorized call of their joint marginal prior, whose per-parameter log
+    densities are those of each 1-d marginal; a discrete parameter's classes
+    through its own.
+    """
+    out = {}
+    continuous = [p for p in centres if not prior.is_discrete(p)]
+    if continuous:
+        values = np.stack([centres[p].reshape(-1) for p in continuous], axis=1)
+        per_param = prior.marginal(continuous).log_prob_per_param(values)
+        for j, p in enumerate(continuous):
+            out[p] = per_param[:, j].reshape(n, -1)
+    for p in centres:
+        if p not in out:
+            out[p] = prior.marginal([p]).log_prob(centres[p].reshape(-1, 1)).reshape(n, -1)
+    return out
 
 
 def _padded(arrays):
@@ -331,7 +367,7 @@ def zoomed_log_densities(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
         if not members:
             continue
         names = sorted({p for m in members for p in m}, key=estimator.names_.index)
-        centres, widths, log_prior = {}, {}, {}
+        centres, widths = {}, {}
         for name in names:
             if prior.is_discrete(name):
                 (classes, _), = grid_axes(prior, [name], n_grid)
@@ -340,8 +376,7 @@ def zoomed_log_densities(estimator, X, dims=(1, 2), tail=1e-6, pad=2):
                 low, high = ranges[name]
                 widths[name] = (high - low) / n_grid
                 centres[name] = low[:, None] + (np.arange(n_grid) + 0.5) * widths[name][:, None]
-            log_prior[name] = prior.marginal([name]).log_prob(
-                centres[name].reshape(-1, 1)).reshape(n, -1)
+        log_prior = _log_prior_of_centres(prior, centres, n)
 
         # Cell indices of each marginal's flattened k-d grid along each of its axes
         # (padded to a common length when a discrete axis makes some grids smaller).

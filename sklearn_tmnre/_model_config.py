@@ -337,7 +337,8 @@ def check_weights(estimator, meta, embedding_features, file, version):
     if missing:
         raise ValueError(f"load_estimator: {file.name} lacks the buffers {missing}.")
     names = meta["names_"]
-    indices = [tuple(names.index(n) for n in m) for m in meta["marginals_"]]
+    column = {n: i for i, n in enumerate(names)}
+    indices = [tuple(column[n] for n in m) for m in meta["marginals_"]]
     buffer_shapes = [shapes[prefix + k] for k in _BUFFERS]
     expected, n_features = network_shapes(estimator, meta["event_shape_"], indices,
                                           buffer_shapes)

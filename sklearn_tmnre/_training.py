@@ -13,6 +13,12 @@ Loss (Hermans et al. 2020; Miller et al. 2021).  For a batch of joint pairs
 binary cross-entropy summed over marginals plus the balancing term of
 balanced NRE (Delaunoy et al. 2022) with weight :math:`\\lambda` (``balance``).
 The embedding of each ``x`` is computed once and shared by both terms.
+
+Per-object parameters learned by shared object heads (:mod:`sklearn_tmnre.objects`)
+get their own negatives: column :math:`j` of the marginal pairs is
+:math:`\\theta_{\\pi_j(i), j}` with an independent derangement :math:`\\pi_j` per
+object column (:func:`derangements`), so one row's objects are contrasted with
+parameters of different rows.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 __all__ = ["EpochProgress", "PairData", "RatioLoss", "RatioNet", "StopWhenDiverged",
-           "ValidationSplit", "check_training", "derangement"]
+           "ValidationSplit", "check_training", "derangement", "derangements"]
 
 
 class PairData:
@@ -56,6 +62,19 @@ def derangement(n, generator, device=None):
     return perm.to(device) if device is not None else perm
 
 
+def derangements(n, count, generator):
+    """``count`` independent random derangements of ``range(n)``, shape (count, n).
+
+    Vectorized :func:`derangement`: each row is a uniformly random n-cycle,
+    from one ``argsort`` of uniform numbers (thousands of object columns cost
+    one call, not thousands).
+    """
+    sigma = torch.rand(count, n, generator=generator).argsort(dim=1)
+    perm = torch.empty_like(sigma)
+    perm.scatter_(1, sigma, torch.roll(sigma, -1, dims=1))
+    return perm
+
+
 class _Batches:
     """Yields ``({"x", "theta", "perm"}, None)`` batches of a :class:`PairData`.
 
@@ -64,9 +83,10 @@ class _Batches:
     validation loss measures the model, not the draw.
     """
 
-    def __init__(self, data, batch_size, shuffle, seed, n_negatives=1):
+    def __init__(self, data, batch_size, shuffle, seed, n_negatives=1, n_object_columns=0):
         self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
         self.n_negatives = n_negatives
+        self.n_object_columns = n_object_columns
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -83,12 +103,19 @@ class _Batches:
             if len(idx) < 2:
                 continue
             rows = order[idx] if order is not None else torch.from_numpy(idx)
-            yield {
+            batch = {
                 "x": self.data.x[rows],
                 "theta": self.data.theta[rows],
                 "perm": torch.stack([derangement(len(idx), self.generator)
                                      for _ in range(self.n_negatives)], dim=1),
-            }, None
+            }
+            if self.n_object_columns:
+                # (B, K, C): negative k of object column c of row i is row object_perm[i, k, c].
+                perms = derangements(len(idx), self.n_negatives * self.n_object_columns,
+                                     self.generator)
+                batch["object_perm"] = perms.reshape(
+                    self.n_negatives, self.n_object_columns, len(idx)).permute(2, 0, 1)
+            yield batch, None
 
 
 class ValidationSplit:
@@ -156,8 +183,10 @@ class RatioNet(NeuralNet):
 
     def get_iterator(self, dataset, training=False):
         seed = self.iterator_seed if training else self.iterator_seed + 1
+        columns = getattr(self.module_, "object_columns", None)
         return _Batches(dataset, self.batch_size, shuffle=training, seed=seed,
-                        n_negatives=self.n_negatives)
+                        n_negatives=self.n_negatives,
+                        n_object_columns=0 if columns is None else len(columns))
 
     def _pair_logits(self, batch, members=False):
         x = batch["x"].to(self.device, non_blocking=True)
@@ -166,7 +195,14 @@ class RatioNet(NeuralNet):
         net = self.module_
         s = net.embed(x)
         # P = 1 + K candidates per observation: its own theta and K other rows'.
-        both = torch.cat([theta[:, None], theta[perm]], dim=1)
+        negatives = theta[perm]
+        if "object_perm" in batch:
+            # Object columns: each from its own derangement (see the module docstring).
+            columns = net.object_columns
+            object_perm = batch["object_perm"].to(self.device)
+            own = theta[:, columns][:, None].expand(-1, object_perm.shape[1], -1)
+            negatives[:, :, columns] = torch.gather(own, 0, object_perm)
+        both = torch.cat([theta[:, None], negatives], dim=1)
         logits = net.logits_from_embedding(s, both, members=members)
         return logits[:, 0], logits[:, 1:]
 

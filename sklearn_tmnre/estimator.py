@@ -45,6 +45,7 @@ from ._grids import (
 )
 from ._threads import torch_compute
 from ._training import PairData, check_training
+from .objects import check_object_data, resolve_object_marginals
 from .posterior import MarginalPosterior, class_quantile, class_set_extent, hpd_extent
 from .prior import Prior
 from .sets import check_padding, is_set_embedding
@@ -62,6 +63,12 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         parameter) and densities are relative to their distribution.
     marginals : {"1d", "2d", "1d+2d"} or list of tuple of str, default="1d"
         The marginals to learn; a list names them (``[("a",), ("a", "b")]``).
+        With a prior of per-object parameters (:meth:`Prior.with_objects
+        <sklearn_tmnre.Prior.with_objects>`), every object's 1-d marginal is
+        learned by one shared-weight head per block (:mod:`sklearn_tmnre.objects`);
+        ``("z[*]",)`` in a list stands for all of block ``z``'s 1-d marginals,
+        and ``"2d"`` / ``"1d+2d"`` add the 2-d marginals of the global
+        parameters only (per-object parameters have 1-d marginals only).
     embedding : str or torch.nn.Module class, default="mlp"
         ``"identity"``, ``"linear"``, ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``,
         ``"deepset"`` (a fixed number of exchangeable draws), ``"set"`` (sets of
@@ -77,8 +84,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         marginals M so that the heads cost about the same whatever M:
         ``64 * sqrt(3 / M)`` rounded to a multiple of 8, between 16 and 64 (64
         for the three marginals of two parameters, 32 for the 15 of five, 16
-        for 55 or more). Wider heads sharpen curved 2-d posteriors, at a cost
-        that grows as ``M * hidden_features**2``.
+        for 55 or more). Every object's marginal counts: a shared object head
+        costs per object what a dense head costs, only its weights are shared.
+        Wider heads sharpen curved 2-d posteriors, at a cost that grows as
+        ``M * hidden_features**2``.
     num_blocks : int, default=2
         Residual blocks per head.
     dropout : float, default=0.0
@@ -313,7 +322,9 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n, *event_shape)
-            Simulated data (vectors, spectra, images).
+            Simulated data (vectors, spectra, images). With a prior of N
+            objects, shape (n, N, k) or (n, N): object i's k features in
+            ``X[:, i]`` (the embedding still reads the whole observation).
         y : DataFrame, array-like of shape (n, D) or (n,)
             The parameters each row was simulated from.
 
@@ -338,7 +349,11 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
             check_support(self.prior, theta, "y")
         else:
             self.prior_ = _histogram_prior(theta, names)
-        self.marginals_ = resolve_marginals(self.marginals, names)
+        if self.prior is not None and self.prior.object_blocks:
+            check_object_data(self.prior, self.event_shape_)
+            self.marginals_ = resolve_object_marginals(self.marginals, self.prior, names)
+        else:
+            self.marginals_ = resolve_marginals(self.marginals, names)
         check_grid_marginals(self.prior, self.marginals_)
         self.log_ratio_columns_ = [marginal_label(m) for m in self.marginals_]
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .objects import SharedObjectHead
 from .sets import set_embedding
 
 __all__ = [
@@ -462,32 +463,80 @@ class RatioNetwork(nn.Module):
         Standardization of the parameters.
     hidden_features, num_blocks, dropout, fourier_features, fourier_scale
         Head architecture (see :class:`BatchedMarginalHeads`).
+    objects : dict, optional
+        Object layout (:func:`sklearn_tmnre.objects.object_layout`): the 1-d
+        marginals of per-object parameters it lists are learned by one
+        :class:`~sklearn_tmnre.objects.SharedObjectHead` per block instead of
+        a dense head each.
+
+    Notes
+    -----
+    With objects, :meth:`embed` returns the global embedding followed by the
+    standardized data, flattened, (n, E + N k): each object head reads its own
+    object's slice of it, and callers that cache embeddings need not know.
     """
 
     def __init__(self, embedding, embedding_features, marginal_indices, x_mean, x_std,
                  theta_mean, theta_std, hidden_features=64, num_blocks=2, dropout=0.0,
-                 fourier_features=0, fourier_scale=1.0):
+                 fourier_features=0, fourier_scale=1.0, objects=None):
         super().__init__()
         self.embedding = embedding
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
         self.register_buffer("x_std", torch.as_tensor(x_std, dtype=torch.float32))
         self.register_buffer("theta_mean", torch.as_tensor(theta_mean, dtype=torch.float32))
         self.register_buffer("theta_std", torch.as_tensor(theta_std, dtype=torch.float32))
-        # Group marginals by dimension: one batched head module per dimension.
+        self.hidden_features = hidden_features
+        self.embedding_features = embedding_features
+        self.objects = objects
+        blocks = objects["blocks"] if objects else []
+        # Marginals learned by an object head: their places among the 1-d marginals.
+        object_positions = {p for b in blocks for p in b["positions"]}
+        # Group marginals by dimension: one batched head module per dimension (for the
+        # marginals without an object head: all of them in a model without objects).
         dims = sorted({len(m) for m in marginal_indices})
         self.dims = dims
+        self.dense_dims = []
         self.heads = nn.ModuleList()
         order = []
         for k in dims:
             members = [i for i, m in enumerate(marginal_indices) if len(m) == k]
             order += members
+            dense = [j for j, i in enumerate(members) if k != 1 or j not in object_positions]
+            if not dense:
+                continue
+            self.dense_dims.append(k)
             self.register_buffer(f"index_{k}", torch.tensor(
-                [marginal_indices[i] for i in members], dtype=torch.long))
-            self.heads.append(BatchedMarginalHeads(len(members), k, embedding_features,
+                [marginal_indices[members[j]] for j in dense], dtype=torch.long))
+            self.heads.append(BatchedMarginalHeads(len(dense), k, embedding_features,
                                                    hidden_features, num_blocks, dropout,
                                                    fourier_features, fourier_scale))
         # Outputs come grouped by dimension; this permutation restores the user's order.
         self.register_buffer("restore_order", torch.argsort(torch.tensor(order)))
+        if blocks:
+            self._init_objects(objects, [marginal_indices[i] for i in order
+                                         if len(marginal_indices[i]) == 1],
+                               object_positions, embedding_features, hidden_features,
+                               num_blocks, dropout, fourier_features, fourier_scale)
+
+    def _init_objects(self, objects, one_d, object_positions, embedding_features,
+                      hidden_features, num_blocks, dropout, fourier_features, fourier_scale):
+        """The object heads and the index buffers that route 1-d marginals to them."""
+        self.object_heads = nn.ModuleList()
+        dense = [j for j in range(len(one_d)) if j not in object_positions]
+        positions = list(dense)
+        for b, block in enumerate(objects["blocks"]):
+            positions += block["positions"]
+            self.register_buffer(f"object_index_{b}", torch.tensor(block["objects"],
+                                                                   dtype=torch.long))
+            self.object_heads.append(SharedObjectHead(
+                objects["object_features"], embedding_features, hidden_features, num_blocks,
+                dropout, fourier_features, fourier_scale))
+        # Columns of every 1-d marginal (dense and object ones), in their order.
+        self.register_buffer("group_index_1", torch.tensor(one_d, dtype=torch.long))
+        # Outputs of the 1-d group come as [dense, block 0, block 1, ...]; this restores order.
+        self.register_buffer("group_restore_1", torch.argsort(torch.tensor(positions)))
+        self.register_buffer("object_columns", torch.tensor(
+            [c for block in objects["blocks"] for c in block["columns"]], dtype=torch.long))
 
     #: Networks whose logits are averaged (see :class:`RatioEnsemble`).
     n_members = 1
@@ -495,15 +544,66 @@ class RatioNetwork(nn.Module):
     @property
     def activation_width(self):
         """Hidden activations per (candidate, marginal): the heads' width (for chunking)."""
-        return self.heads[0].w_s.shape[-1]
+        return self.heads[0].w_s.shape[-1] if len(self.heads) else self.hidden_features
+
+    def _has_objects(self):
+        return self.objects is not None and bool(self.objects["blocks"])
 
     def embed(self, x):
-        """Standardize and embed data: (n, *event_shape) -> (n, E)."""
-        return self.embedding((x - self.x_mean) / self.x_std)
+        """Standardize and embed data: (n, *event_shape) -> (n, E), or (n, E + N k) with objects."""
+        x = (x - self.x_mean) / self.x_std
+        s = self.embedding(x)
+        if self._has_objects():
+            s = torch.cat([s, x.reshape(len(x), -1)], dim=-1)
+        return s
+
+    def _global(self, s):
+        """The global embedding (n, E) of :meth:`embed`'s output."""
+        return s[:, :self.embedding_features] if self._has_objects() else s
 
     def embed_part(self, s, dim):
-        """Data part of the first layer of the ``dim``-d heads, computed once per observation."""
-        return self.heads[self.dims.index(dim)].embed_part(s)
+        """Data part of the first layer of the ``dim``-d heads, computed once per observation.
+
+        With object heads and ``dim=1``: a pair (dense heads' part or None,
+        list of each block's (B, N_b, H) part).
+        """
+        g = self._global(s)
+        dense = (self.heads[self.dense_dims.index(dim)].embed_part(g)
+                 if dim in self.dense_dims else None)
+        if dim != 1 or not self._has_objects():
+            return dense
+        n, k = self.objects["n_objects"], self.objects["object_features"]
+        x_objects = s[:, self.embedding_features:].reshape(len(s), n, k)
+        return dense, [head.embed_part(g, x_objects[:, getattr(self, f"object_index_{b}")])
+                       for b, head in enumerate(self.object_heads)]
+
+    def _group_columns(self, dim):
+        """Parameter columns (M_dim, dim) of the marginals of dimension ``dim``, in order."""
+        if dim == 1 and self._has_objects():
+            return self.group_index_1
+        return getattr(self, f"index_{dim}")
+
+    def _group(self, s, z, dim, s_part=None):
+        """Logits (B, P, M_dim) of the ``dim``-d marginals at standardized ``z`` (B, P, M_dim, dim).
+
+        With objects, the 1-d marginals of object parameters go to their block's shared head.
+        """
+        if dim != 1 or not self._has_objects():
+            return self.heads[self.dense_dims.index(dim)](self._global(s), z, s_part=s_part)
+        dense_part, object_parts = s_part if s_part is not None else self.embed_part(s, 1)
+        # z holds the 1-d marginals in their order; gather them in the heads' order
+        # [dense, block 0, block 1, ...] (the inverse of group_restore_1).
+        z_sorted = z[:, :, torch.argsort(self.group_restore_1)]
+        outs, start = [], 0
+        if 1 in self.dense_dims:
+            head = self.heads[self.dense_dims.index(1)]
+            start = head.w_s.shape[0]
+            outs.append(head(self._global(s), z_sorted[:, :, :start], s_part=dense_part))
+        for head, part in zip(self.object_heads, object_parts):
+            size = part.shape[1]
+            outs.append(head(z_sorted[:, :, start:start + size], part))
+            start += size
+        return torch.cat(outs, dim=-1)[..., self.group_restore_1]
 
     def logits_from_embedding(self, s, theta, members=False):
         """Logits of every marginal for P candidate parameters per observation.
@@ -520,10 +620,7 @@ class RatioNetwork(nn.Module):
         Tensor (B, P, n_marginals)
         """
         z = (theta - self.theta_mean) / self.theta_std
-        outs = []
-        for k, head in zip(self.dims, self.heads):
-            idx = getattr(self, f"index_{k}")
-            outs.append(head(s, z[:, :, idx]))
+        outs = [self._group(s, z[:, :, self._group_columns(k)], k) for k in self.dims]
         return torch.cat(outs, dim=-1)[..., self.restore_order]
 
     def group_logits(self, s, theta_m, dim, s_part=None):
@@ -532,10 +629,9 @@ class RatioNetwork(nn.Module):
         ``theta_m`` has shape (B, P, M_dim, dim) in the original scale: each
         marginal gets its own candidate values (used for per-marginal grids).
         """
-        g = self.dims.index(dim)
-        idx = getattr(self, f"index_{dim}")
+        idx = self._group_columns(dim)
         z = (theta_m - self.theta_mean[idx]) / self.theta_std[idx]
-        return self.heads[g](s, z, s_part=s_part)
+        return self._group(s, z, dim, s_part=s_part)
 
     def forward(self, x, theta):
         """Logits of matched pairs: x (n, *event_shape), theta (n, D) -> (n, n_marginals)."""
@@ -576,6 +672,11 @@ class RatioEnsemble(nn.Module):
     def activation_width(self):
         """Hidden activations per (candidate, marginal), all members together."""
         return sum(m.activation_width for m in self.members)
+
+    @property
+    def object_columns(self):
+        """Parameter columns learned by object heads (None without objects)."""
+        return getattr(self.members[0], "object_columns", None)
 
     def _split(self, s):
         return s.chunk(self.n_members, dim=-1)
