@@ -373,8 +373,12 @@ class Prior:
             arr[:, 1] = np.minimum(arr[:, 1], self._full_support[:, 1])
         return arr
 
-    def _as_array(self, theta, argname="theta"):
-        """Validate ``theta`` into a float array (n, ndim) in this prior's column order."""
+    def _as_array(self, theta, argname="theta", allow_inf=False):
+        """Validate ``theta`` into a float array (n, ndim) in this prior's column order.
+
+        ``allow_inf``: infinite values are points outside every support (densities
+        and membership are defined there); NaN is always an error.
+        """
         if isinstance(theta, pd.DataFrame):
             dups = sorted(set(theta.columns[theta.columns.duplicated()]))
             if dups:
@@ -396,8 +400,10 @@ class Prior:
                 f"{argname}: expected shape (n, {self.ndim}) for parameters {self.names}; "
                 f"got {np.shape(theta)}."
             )
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{argname}: contains NaN or infinite values.")
+        if np.isnan(arr).any():
+            raise ValueError(f"{argname}: contains NaN values.")
+        if not allow_inf and np.isinf(arr).any():
+            raise ValueError(f"{argname}: contains infinite values.")
         return arr
 
     # ---------------------------------------------------------------- interface
@@ -574,8 +580,8 @@ class Prior:
         For a discrete parameter, the log probability of its class (``-inf``
         for a value that is not one of its classes).
         """
-        th = self._as_array(theta)
-        with np.errstate(divide="ignore"):
+        th = self._as_array(theta, allow_inf=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
             out = self._families("logpdf", th) - np.log(self._mass_1d)
             for i, (points, pmf) in self._tables.items():
                 idx, on = _class_index(points, th[:, i])
@@ -602,8 +608,10 @@ class Prior:
 
     def contains(self, theta):
         """Boolean mask (n,): rows inside the box (bounds included), discrete values on a class."""
-        th = self._as_array(theta)
-        inside = np.all((th >= self._bounds[:, 0]) & (th <= self._bounds[:, 1]), axis=1)
+        th = self._as_array(theta, allow_inf=True)
+        # Bounds may be infinite; an infinite value is still no point of the support.
+        inside = np.all((th >= self._bounds[:, 0]) & (th <= self._bounds[:, 1])
+                        & np.isfinite(th), axis=1)
         for i, (points, _) in self._tables.items():
             inside &= _class_index(points, th[:, i])[1]
         return inside

@@ -360,7 +360,19 @@ PRIOR_TARGETS = {
 @given(draw=st.data())
 def test_prior_methods_reject_bad_theta(data, target, kind, draw):
     bad = draw.draw(bad_theta(kind, data[1]), label="theta")
+    if kind == "inf" and target in ("log_prob", "contains"):
+        # An infinite value lies outside every support: log density -inf, not contained.
+        out = PRIOR_TARGETS[target](bad)
+        assert not np.any(out == np.inf) and not np.any(np.isnan(out))
+        return
     expect_clear_error(lambda: PRIOR_TARGETS[target](bad), kind)
+
+
+def test_prior_density_at_infinity_is_zero():
+    theta = np.zeros((3, PRIOR.ndim))
+    theta[0, 0], theta[1, -1] = np.inf, -np.inf
+    assert PRIOR.log_prob(theta)[:2].tolist() == [-np.inf, -np.inf]
+    assert PRIOR.contains(theta)[:2].tolist() == [False, False]
 
 
 @pytest.mark.parametrize("distributions, error, match", [

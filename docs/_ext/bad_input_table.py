@@ -341,7 +341,7 @@ GROUPS = {
          lambda: _fixtures()["est"].log_ratio(_fixtures()["X"][:2], np.zeros((2, 1))), "error"),
         ("log_ratio(X, theta)", "theta outside the prior's support (a = 5)",
          lambda: _fixtures()["est"].log_ratio(_fixtures()["X"][:2],
-                                              _fixtures()["theta"][:2].assign(a=5.0)), "value"),
+                                              _fixtures()["theta"][:2].assign(a=5.0)), "error"),
         ("posterior(x_o)", "x_o with NaN",
          lambda: _fixtures()["est"].posterior(np.array([np.nan, 0.0, 0.0])), "error"),
         ("posterior(x_o)", "x_o of the wrong length (2, fitted on 3)",
