@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from _report_truncation import truncation_section
 from bench_coverage_cost import section as coverage_cost_section
+from bench_objects_scale import section as objects_scale_section
+from bench_streaming import section as streaming_section
 
 __all__ = ["PUBLISHED", "TARGETS", "render"]
 
@@ -365,6 +367,7 @@ def _time_to_accuracy(acc, figure):
                 f"{_mean_sd(before['c2st_1d'])} | {_mean_sd(before['c2st_2d'])} | "
                 f"{_fmt(fb['coverage_n_below'].max(), 0)} | "
                 f"{_fmt(fb['coverage_max_shortfall'].max())} | {len(before)} |")
+        lines += _before_rows(acc, task, budget, threads)
         ratios = []
         for m in ("sbi_nre_c", "sbi_nre_a"):
             # Over the seeds both methods trained on, so a seed run by one alone does not
@@ -381,6 +384,23 @@ def _time_to_accuracy(acc, figure):
                          f"{', '.join(ratios)} | | | | | | | | |")
     _tta_figure(tta, figure)
     return lines + [""]
+
+
+def _before_rows(acc, task, budget, threads):
+    """Our methods' rows of the defaults before weight averaging (setting ``tta-0.2``)."""
+    lines = []
+    before = acc[(acc["setting"] == "tta-0.2") & (acc["task"] == task)
+                 & (acc["n_sims"] == budget) & (acc["threads"] == threads)]
+    for method, h in before.groupby("method"):
+        fb = _per_fit(h)
+        lines.append(
+            f"| {task} | {budget:,} | {threads} | *{method}, before weight averaging "
+            f"(setting `tta-0.2`)* | {_fmt(fb['train_cpu_seconds'].mean(), 1)} | "
+            f"{_fmt(fb['train_seconds'].mean(), 1)} | {_fmt(fb['epochs'].mean(), 0)} | "
+            f"{_fmt(fb['peak_mb'].max(), 0)} | {_mean_sd(h['c2st_1d'])} | "
+            f"{_mean_sd(h['c2st_2d'])} | {_fmt(fb['coverage_n_below'].max(), 0)} | "
+            f"{_fmt(fb['coverage_max_shortfall'].max())} | {len(h)} |")
+    return lines
 
 
 def _tta_figure(tta, figure):
@@ -607,6 +627,10 @@ def render(results, docs, figure):
     cost_path = results / "coverage_cost.csv"
     if cost_path.exists():
         lines += coverage_cost_section(pd.read_csv(cost_path))
+    for name, section in (("streaming.csv", streaming_section),
+                          ("objects_scale.csv", objects_scale_section)):
+        if (results / name).exists():
+            lines += section(pd.read_csv(results / name))
     sampler_path = results / "sbi_sampler.csv"
     if sampler_path.exists():
         lines += _sampler_section(pd.read_csv(sampler_path))

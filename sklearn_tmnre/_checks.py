@@ -72,6 +72,7 @@ PARAMETER_CONSTRAINTS = {
     "max_epochs": [_integers(1), StrOptions({"auto"})],
     "patience": [_integers(1)],
     "lr_schedule": [StrOptions({"cosine", "plateau"})],
+    "ema_decay": [Interval(numbers.Real, 0, 1, closed="left"), StrOptions({"auto"})],
     "n_threads": [_integers(1), None],
     "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
     "n_negatives": [_integers(1, MAX_NEGATIVES)],

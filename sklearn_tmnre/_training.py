@@ -19,6 +19,13 @@ get their own negatives: column :math:`j` of the marginal pairs is
 :math:`\\theta_{\\pi_j(i), j}` with an independent derangement :math:`\\pi_j` per
 object column (:func:`derangements`), so one row's objects are contrasted with
 parameters of different rows.
+
+Field parameters (one binary value per pixel and bin, :mod:`sklearn_tmnre.fields`)
+add one term per cell, weighted :math:`1/P` (P pixels) so that each bin of a
+field counts as one marginal. Their marginal term is exact rather than sampled:
+the mean over the cell's prior of its two values, weighted :math:`1 - p_k` and
+:math:`p_k` (``negative_weight`` of :class:`RatioLoss`; see
+:mod:`sklearn_tmnre.fields` for why).
 """
 
 from __future__ import annotations
@@ -33,21 +40,25 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from torch import nn
 
+from .fields import cell_frequencies, cell_weights, field_pair_logits
+
 __all__ = ["EpochProgress", "PairData", "RatioLoss", "RatioNet", "StopWhenDiverged",
            "ValidationSplit", "check_training", "derangement", "derangements"]
 
 
 class PairData:
-    """In-memory (x, theta) tensors; batches are slices, never per-item calls."""
+    """In-memory (x, theta) tensors, and field values (n, n_cells) if any; batches are
+    slices, never per-item calls."""
 
-    def __init__(self, x, theta):
-        self.x, self.theta = x, theta
+    def __init__(self, x, theta, field=None):
+        self.x, self.theta, self.field = x, theta, field
 
     def __len__(self):
         return len(self.x)
 
     def subset(self, idx):
-        return PairData(self.x[idx], self.theta[idx])
+        return PairData(self.x[idx], self.theta[idx],
+                        None if self.field is None else self.field[idx])
 
 
 def derangement(n, generator, device=None):
@@ -109,6 +120,8 @@ class _Batches:
                 "perm": torch.stack([derangement(len(idx), self.generator)
                                      for _ in range(self.n_negatives)], dim=1),
             }
+            if self.data.field is not None:
+                batch["field"] = self.data.field[rows]
             if self.n_object_columns:
                 # (B, K, C): negative k of object column c of row i is row object_perm[i, k, c].
                 perms = derangements(len(idx), self.n_negatives * self.n_object_columns,
@@ -151,16 +164,25 @@ class RatioLoss(nn.Module):
         super().__init__()
         self.balance = float(balance)
 
-    def forward(self, f_joint, f_marginal):
-        """``f_joint`` (B, M); ``f_marginal`` (B, K, M): K negatives per joint pair."""
+    def forward(self, f_joint, f_marginal, weight=None, negative_weight=None):
+        """``f_joint`` (B, M); ``f_marginal`` (B, K, M): K negatives per joint pair;
+        ``weight`` (M,): each column's weight in the sum (None: one each);
+        ``negative_weight`` (K, M): each negative's weight in its column's
+        marginal term, summing to one over K (None: 1 / K each, their mean)."""
         if f_marginal.dim() == 2:
             f_marginal = f_marginal[:, None]
-        # Each class keeps weight one half: the negatives' term is their mean.
-        loss = (F.softplus(-f_joint).mean(0) + F.softplus(f_marginal).mean((0, 1))).sum()
+
+        def negatives(values):
+            # Each class keeps weight one half: the negatives' term is their (weighted) mean.
+            if negative_weight is None:
+                return values.mean((0, 1))
+            return (values.mean(0) * negative_weight).sum(0)
+
+        terms = F.softplus(-f_joint).mean(0) + negatives(F.softplus(f_marginal))
         if self.balance > 0:
-            gap = torch.sigmoid(f_joint).mean(0) + torch.sigmoid(f_marginal).mean((0, 1)) - 1.0
-            loss = loss + self.balance * (gap**2).sum()
-        return loss
+            gap = torch.sigmoid(f_joint).mean(0) + negatives(torch.sigmoid(f_marginal)) - 1.0
+            terms = terms + self.balance * gap**2
+        return (terms if weight is None else terms * weight).sum()
 
 
 class RatioNet(NeuralNet):
@@ -177,18 +199,26 @@ class RatioNet(NeuralNet):
         self.n_negatives = n_negatives
 
     def get_dataset(self, X, y=None):
-        if not isinstance(X, PairData):
-            raise TypeError("RatioNet trains on PairData; use TMNREEstimator.fit.")
+        from ._streaming import StoreData  # imports this module
+
+        if not isinstance(X, (PairData, StoreData)):
+            raise TypeError("RatioNet trains on PairData or StoreData; use TMNREEstimator.fit.")
         return X
 
     def get_iterator(self, dataset, training=False):
+        from ._streaming import StoreData, StoreIterator  # imports this module
+
         seed = self.iterator_seed if training else self.iterator_seed + 1
         columns = getattr(self.module_, "object_columns", None)
-        return _Batches(dataset, self.batch_size, shuffle=training, seed=seed,
-                        n_negatives=self.n_negatives,
-                        n_object_columns=0 if columns is None else len(columns))
+        # Rows of a store stream a few chunks at a time (fit(store), sklearn_tmnre._streaming).
+        batches = StoreIterator if isinstance(dataset, StoreData) else _Batches
+        return batches(dataset, self.batch_size, shuffle=training, seed=seed,
+                       n_negatives=self.n_negatives,
+                       n_object_columns=0 if columns is None else len(columns))
 
-    def _pair_logits(self, batch, members=False):
+    def _loss_terms(self, batch, members=False):
+        """The loss's terms: ``(f_joint, f_marginal, weight, negative_weight)`` of the
+        global marginals and, with fields, of the field cells (their negatives differ)."""
         x = batch["x"].to(self.device, non_blocking=True)
         theta = batch["theta"].to(self.device, non_blocking=True)
         perm = batch["perm"].to(self.device)
@@ -204,14 +234,27 @@ class RatioNet(NeuralNet):
             negatives[:, :, columns] = torch.gather(own, 0, object_perm)
         both = torch.cat([theta[:, None], negatives], dim=1)
         logits = net.logits_from_embedding(s, both, members=members)
-        return logits[:, 0], logits[:, 1:]
+        terms = [(logits[:, 0], logits[:, 1:], None, None)]
+        if "field" in batch:
+            # Field cells: columns of weight 1 / pixels, with both values as negatives.
+            frequency = cell_frequencies(net.field_heads, net.fields).to(s.device)
+            f_joint, f_marginal, negative_weight = field_pair_logits(
+                net.field_logits(s), batch["field"].to(self.device), frequency)
+            terms.append((f_joint, f_marginal, cell_weights(net.fields, device=s.device),
+                          negative_weight))
+        return terms
+
+    def _loss(self, batch, members=False):
+        """The ratio loss of a batch (all terms), and the global joint logits."""
+        terms = self._loss_terms(batch, members=members)
+        return sum(self.criterion_(*term) for term in terms), terms[0][0]
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, _ = batch
         # An ensemble trains every member on its own loss; their mean is reported.
-        f_joint, f_marginal = self._pair_logits(Xi, members=True)
-        loss = self.criterion_(f_joint, f_marginal) / self.module_.n_members
+        loss, f_joint = self._loss(Xi, members=True)
+        loss = loss / self.module_.n_members
         loss.backward()
         return {"loss": loss, "y_pred": f_joint}
 
@@ -219,8 +262,7 @@ class RatioNet(NeuralNet):
         self._set_training(False)
         Xi, _ = batch
         with torch.no_grad():
-            f_joint, f_marginal = self._pair_logits(Xi)
-            loss = self.criterion_(f_joint, f_marginal)
+            loss, f_joint = self._loss(Xi)
         return {"loss": loss, "y_pred": f_joint}
 
 

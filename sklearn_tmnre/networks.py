@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .fields import FieldHead, field_logits
 from .objects import SharedObjectHead
 from .sets import set_embedding
+from .unet import unet_embedding
 
 __all__ = [
     "EMBEDDINGS",
@@ -290,6 +292,7 @@ EMBEDDINGS = {
     "cnn2d": _cnn2d,
     "deepset": _deepset,
     "set": set_embedding,
+    "unet": unet_embedding,
 }
 
 
@@ -319,7 +322,11 @@ def make_embedding(embedding, input_shape, out_features, **kwargs):
         element network shared across sets of varying size, all-NaN elements
         being padding) takes ``element``, ``element_dim``, ``pooling``,
         ``hidden``, ``layers``, ``dropout`` and the element's own arguments as
-        ``element__<arg>`` (see :func:`sklearn_tmnre.sets.set_embedding`).
+        ``element__<arg>`` (see :func:`sklearn_tmnre.sets.set_embedding`);
+        ``"unet"`` (per-pixel features for field parameters and a pooled
+        summary) takes ``channels``, ``depth``, ``kernel_size``,
+        ``pixel_features``, ``pooled_size``, ``dim`` (see
+        :class:`sklearn_tmnre.unet.UNet`).
 
     Returns
     -------
@@ -468,17 +475,23 @@ class RatioNetwork(nn.Module):
         marginals of per-object parameters it lists are learned by one
         :class:`~sklearn_tmnre.objects.SharedObjectHead` per block instead of
         a dense head each.
+    fields : dict, optional
+        Field layout (:func:`sklearn_tmnre.fields.field_layout`): one shared
+        :class:`~sklearn_tmnre.fields.FieldHead` per field parameter reads the
+        embedding's per-pixel features.
 
     Notes
     -----
     With objects, :meth:`embed` returns the global embedding followed by the
     standardized data, flattened, (n, E + N k): each object head reads its own
     object's slice of it, and callers that cache embeddings need not know.
+    With fields, likewise: the global summary followed by the per-pixel
+    features, flattened, (n, E + C P).
     """
 
     def __init__(self, embedding, embedding_features, marginal_indices, x_mean, x_std,
                  theta_mean, theta_std, hidden_features=64, num_blocks=2, dropout=0.0,
-                 fourier_features=0, fourier_scale=1.0, objects=None):
+                 fourier_features=0, fourier_scale=1.0, objects=None, fields=None):
         super().__init__()
         self.embedding = embedding
         self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
@@ -488,6 +501,11 @@ class RatioNetwork(nn.Module):
         self.hidden_features = hidden_features
         self.embedding_features = embedding_features
         self.objects = objects
+        self.fields = fields
+        if fields:
+            self.field_heads = nn.ModuleList(
+                FieldHead(fields["pixel_features"], embedding_features, f["n_bins"],
+                          hidden_features, num_blocks, dropout) for f in fields["fields"])
         blocks = objects["blocks"] if objects else []
         # Marginals learned by an object head: their places among the 1-d marginals.
         object_positions = {p for b in blocks for p in b["positions"]}
@@ -552,6 +570,9 @@ class RatioNetwork(nn.Module):
     def embed(self, x):
         """Standardize and embed data: (n, *event_shape) -> (n, E), or (n, E + N k) with objects."""
         x = (x - self.x_mean) / self.x_std
+        if self.fields:
+            s, pixels = self.embedding.forward_features(x)
+            return torch.cat([s, pixels.flatten(1)], dim=-1)
         s = self.embedding(x)
         if self._has_objects():
             s = torch.cat([s, x.reshape(len(x), -1)], dim=-1)
@@ -559,7 +580,13 @@ class RatioNetwork(nn.Module):
 
     def _global(self, s):
         """The global embedding (n, E) of :meth:`embed`'s output."""
-        return s[:, :self.embedding_features] if self._has_objects() else s
+        return s[:, :self.embedding_features] if self._has_objects() or self.fields else s
+
+    def field_logits(self, s):
+        """Log ratios (B, 2, n_cells) of every field cell for values 0 and 1
+        (:mod:`sklearn_tmnre.fields`), from :meth:`embed`'s output."""
+        pixels = s[:, self.embedding_features:].reshape(len(s), self.fields["pixel_features"], -1)
+        return field_logits(self.field_heads, self._global(s), pixels)
 
     def embed_part(self, s, dim):
         """Data part of the first layer of the ``dim``-d heads, computed once per observation.

@@ -1,5 +1,6 @@
-"""Plots: corner plots of marginal posteriors, coverage curves, training curves, and the
-truncation of a TMNRE run round by round.
+"""Plots: corner plots of marginal posteriors, coverage curves, training curves, the
+truncation of a TMNRE run round by round, and per-pixel probability maps with their
+reliability diagrams (defined in ``_plotting_maps``).
 
 matplotlib is an optional extra (``pip install 'sklearn-tmnre[plot]'``) and is
 imported only when a plot is drawn.
@@ -21,9 +22,11 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from ._plotting_maps import plot_posterior_map, plot_reliability_diagram
 from .posterior import hpd_threshold
 
-__all__ = ["corner", "coverage_plot", "training_curve", "truncation_plot"]
+__all__ = ["corner", "coverage_plot", "plot_posterior_map", "plot_reliability_diagram",
+           "training_curve", "truncation_plot"]
 
 # Central probability of each parameter's plotted range (then padded): wide
 # enough for the 0.95 contour's tails, narrow enough that a posterior much

@@ -766,6 +766,32 @@ class MarginalPosterior:
             raise ValueError("objects: no object block has 1-d marginals in this posterior.")
         return pd.concat(frames, ignore_index=True)
 
+    def field(self, name: str | None = None) -> np.ndarray:
+        """Posterior probability of value 1 in every cell of a field parameter.
+
+        The probability map of this observation, as
+        :meth:`TMNREEstimator.predict_field <sklearn_tmnre.TMNREEstimator.predict_field>`
+        gives it (e.g. subhalo occupancy per mass bin and pixel).
+
+        Parameters
+        ----------
+        name : str, optional
+            The field; may be left out when there is only one.
+
+        Returns
+        -------
+        ndarray of the field's shape, e.g. (n_bins, H, W)
+
+        Examples
+        --------
+        >>> est.posterior(x_o).field("occupancy").shape    # doctest: +SKIP
+        (10, 64, 64)
+        """
+        if self.estimator is None or self.x is None:
+            raise ValueError("field: this posterior has no estimator and observation to "
+                             "evaluate field parameters with.")
+        return self.estimator.predict_field(self.x[None], name)[0]
+
     def _stacked_summary(self, names):
         """mean, std, median and 68 % / 95 % central intervals of 1-d marginals, vectorized."""
         qs = np.array([0.025, 0.16, 0.5, 0.84, 0.975])

@@ -168,6 +168,10 @@ class Prior:
         ``{name: n_objects}``: blocks of per-object parameters, each named
         ``name[0]``, ..., ``name[n_objects - 1]`` among the parameters. Usually
         set by :meth:`with_objects`, not passed by hand.
+    fields : dict, optional
+        ``{name: shape}``: field parameters, one binary value per pixel (and
+        bin) of the data's grid, derived by the simulator. Usually set by
+        :meth:`with_field`, not passed by hand.
 
     Attributes
     ----------
@@ -180,6 +184,9 @@ class Prior:
     object_blocks : dict of str to int
         Blocks of exchangeable per-object parameters, ``{name: n_objects}``
         (empty without objects; see :meth:`with_objects`).
+    fields : dict of str to tuple of int
+        Field parameters and their shapes, ``{name: shape}`` (empty without
+        fields; see :meth:`with_field`). They are not among :attr:`names`.
 
     Examples
     --------
@@ -200,8 +207,10 @@ class Prior:
     [0.5, 0.5]
     """
 
-    def __init__(self, distributions, bounds=None, object_blocks=None):
+    def __init__(self, distributions, bounds=None, object_blocks=None, fields=None):
         if isinstance(distributions, Prior):
+            if fields is None:
+                fields = distributions.fields
             # A truncated prior keeps its box unless bounds are given.
             if bounds is None and distributions.is_truncated:
                 bounds = distributions.bounds
@@ -230,6 +239,7 @@ class Prior:
         # Column of each name: list.index per name is quadratic for 10^4 object parameters.
         self._column = {n: i for i, n in enumerate(names)}
         self.object_blocks = _check_object_blocks(object_blocks, self._column)
+        self.fields = _check_fields(fields, self._column)
         # Discrete parameters: column index -> (support points, probabilities).
         self._tables = {i: _discrete_table(n, d) for i, (n, d) in enumerate(items)
                         if isinstance(d.dist, stats.rv_discrete)}
@@ -319,6 +329,49 @@ class Prior:
             dist = _check_distribution(str(name), dist)
             dists.update({f"{name}[{i}]": dist for i in range(int(n_objects))})
         return cls(dists, object_blocks={str(k): int(n_objects) for k in objects})
+
+    @classmethod
+    def with_field(cls, globals: dict | Prior, name: str, shape: tuple[int, ...]) -> Prior:
+        """A prior of global parameters and a binary field parameter over the data's grid.
+
+        A field holds one binary value per pixel and bin, e.g. whether pixel
+        ``(i, j)`` of an image holds a subhalo of mass bin ``k``: shape
+        ``(n_bins, H, W)``, or ``(H, W)`` without bins (``(n_bins, L)`` or
+        ``(L,)`` for 1-d signals). Its values are *derived*: the simulator
+        returns them beside ``X`` and :meth:`TMNREEstimator.fit
+        <sklearn_tmnre.TMNREEstimator.fit>` takes them as a keyword,
+        ``fit(X, theta, name=values)``; their prior is given by simulation (the
+        training set's frequency of each bin). The field is not among
+        :attr:`names`: sampling, truncation and the grids see the globals
+        only. See :mod:`sklearn_tmnre.fields`.
+
+        Parameters
+        ----------
+        globals : dict or Prior
+            ``{name: frozen distribution}`` of the global parameters (at least
+            one), or a Prior (its box and fields are kept).
+        name : str
+            The field's name (not a global parameter's).
+        shape : tuple of int
+            The field's shape: the data's grid, with an optional leading bin axis.
+
+        Returns
+        -------
+        Prior
+
+        Examples
+        --------
+        >>> from scipy import stats
+        >>> prior = Prior.with_field({"a": stats.uniform(0, 1)}, "occupancy", (3, 16, 16))
+        >>> prior.names, prior.fields
+        (['a'], {'occupancy': (3, 16, 16)})
+        """
+        base = globals if isinstance(globals, Prior) else cls(globals)
+        fields = dict(base.fields)
+        if str(name) in fields:
+            raise ValueError(f"Prior.with_field: the prior already has a field {name!r}.")
+        fields[str(name)] = shape
+        return cls(base, fields=fields)
 
     def object_names(self, name: str) -> list[str]:
         """The parameter names ``name[0]``, ..., ``name[N-1]`` of an object block.
@@ -464,7 +517,7 @@ class Prior:
 
     def untruncated(self):
         """Return the prior without its box (the original distributions)."""
-        return Prior(self.distributions, object_blocks=self.object_blocks)
+        return Prior(self.distributions, object_blocks=self.object_blocks, fields=self.fields)
 
     def marginal(self, names):
         """Return the (truncated) prior of a subset of parameters, in the given order."""
@@ -488,7 +541,7 @@ class Prior:
                                                              members[0] + len(members))):
                 blocks[block] = self.object_blocks[block]
         return Prior({n: self.distributions[n] for n in names}, bounds=self._bounds[idx],
-                     object_blocks=blocks)
+                     object_blocks=blocks, fields=self.fields)
 
     def sample(self, n, random_state=None):
         """Draw ``n`` samples (exact inverse-CDF sampling inside the box).
@@ -678,7 +731,7 @@ class Prior:
                 f"the current support is\n{self.support}"
             )
         return Prior(self.distributions, bounds=np.column_stack([lo, hi]),
-                     object_blocks=self.object_blocks)
+                     object_blocks=self.object_blocks, fields=self.fields)
 
     def __repr__(self):
         parts = []
@@ -728,6 +781,8 @@ class Prior:
         }
         if self.object_blocks:  # absent without blocks: older files stay equal
             data["object_blocks"] = dict(self.object_blocks)
+        if self.fields:
+            data["fields"] = {k: list(v) for k, v in self.fields.items()}
         return data
 
     @classmethod
@@ -762,12 +817,13 @@ class Prior:
                 frozen[key] = _distribution_from_dict(n, spec)
             dists[str(n)] = frozen[key]
         return cls(dists, bounds=np.asarray(bounds, dtype=float),
-                   object_blocks=data.get("object_blocks"))
+                   object_blocks=data.get("object_blocks"), fields=data.get("fields"))
 
     def __eq__(self, other):
         if not isinstance(other, Prior):
             return NotImplemented
         if (self.names != other.names or self.object_blocks != other.object_blocks
+                or self.fields != other.fields
                 or not np.array_equal(self._bounds, other._bounds)):
             return False
         try:
@@ -777,6 +833,32 @@ class Prior:
                                               other.distributions.values()))
 
     __hash__ = None
+
+
+def _check_fields(fields, known):
+    """``{field: shape}`` checked: integer shapes of 1 to 3 axes, names not parameters."""
+    if not fields:
+        return {}
+    if not isinstance(fields, dict):
+        raise TypeError(f"Prior: fields must be a dict {{name: shape}}; got "
+                        f"{type(fields).__name__}.")
+    out = {}
+    for name, shape in fields.items():
+        if str(name) in known:
+            raise ValueError(f"Prior: field {name!r} has the name of a global parameter; "
+                             "give it another name.")
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            dims = (shape,)
+        if not (1 <= len(dims) <= 3 and all(isinstance(d, numbers.Integral)
+                                            and not isinstance(d, bool) and d >= 1
+                                            for d in dims)):
+            raise ValueError(f"Prior: field {name!r} needs a shape of 1 to 3 positive integers "
+                             "(the data's grid (H, W) or (L,), with an optional leading bin "
+                             f"axis); got {shape!r}.")
+        out[str(name)] = tuple(int(d) for d in dims)
+    return out
 
 
 def _check_object_blocks(blocks, known):

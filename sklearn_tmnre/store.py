@@ -45,6 +45,11 @@ tools reading the arrays directly (dask, xarray) should use the first
 between writing a temporary file and renaming it leaves that file behind; the
 next handle opened for writing removes it (when no other writer holds the lock).
 
+Streaming (:mod:`sklearn_tmnre._streaming`).  :meth:`SimulationStore.batches`
+reads the rows a few chunks at a time, shuffled by chunk and prefetched by a
+background thread, so ``TMNREEstimator.fit(store)`` trains on a campaign larger
+than memory.
+
 Integrity (:mod:`sklearn_tmnre._store_integrity`).  Every chunk ends in a CRC32C
 checksum and every chunk of committed rows is on disk, so a changed or missing
 chunk is an error naming its file, never other numbers or NaN;
@@ -70,6 +75,7 @@ from ._store_layout import ATTRS
 from ._store_lock import WriteLock
 from ._store_rows import CommittedRows
 from ._store_select import box_mask, round_mask
+from ._streaming import StreamedBatches, check_rows
 
 __all__ = ["SimulationStore", "StoreReport"]
 
@@ -333,13 +339,67 @@ class SimulationStore:
         rows : ndarray of int64
         """
         cols = self._rows.columns()
+        rows = self._selected(cols, bounds, rounds)
+        return self._frame(cols["theta"][rows], rows), self._rows.read_x(rows), rows
+
+    def _selected(self, cols, bounds, rounds):
+        """The successful rows in the box ``bounds`` and of ``rounds`` (None: any)."""
         mask = cols["ok"].copy()
         if bounds is not None:
             mask &= box_mask(cols["theta"], self.names or [], bounds)
         if rounds is not None:
             mask &= round_mask(cols["round"], rounds)
-        rows = np.flatnonzero(mask).astype(np.int64)
-        return self._frame(cols["theta"][rows], rows), self._rows.read_x(rows), rows
+        return np.flatnonzero(mask).astype(np.int64)
+
+    def batches(self, batch_size, bounds=None, rounds=None, rows=None, shuffle=True,
+                random_state=None, chunks=4):
+        """Stream the successful simulations in batches, a few chunks in memory at a time.
+
+        For campaigns larger than memory (``TMNREEstimator.fit(store)`` trains
+        this way). Each pass visits the stored chunks of ``X`` that hold the
+        wanted rows in a random order, reads ``chunks`` of them at a time,
+        shuffles their rows and cuts batches; a background thread reads the
+        next chunks meanwhile. Every row comes once per pass. The rows are
+        those committed when this is called.
+
+        Parameters
+        ----------
+        batch_size : int
+            Rows per batch (a last single row joins the batch before it).
+        bounds, rounds : optional
+            Keep only rows in this box and of these rounds, as :meth:`select`.
+        rows : array-like of int, optional
+            Keep only these rows (e.g. a split of the rows ``select`` returns);
+            they must be committed successful rows.
+        shuffle : bool, default=True
+            Random chunk order and row order within the chunks read together;
+            False: the stored order.
+        random_state : int, RandomState or None
+            Seeds the order of the passes (each pass draws a new one).
+        chunks : int, default=4
+            Chunks read and shuffled together (about 2 MiB each).
+
+        Returns
+        -------
+        iterable of (theta, X, rows)
+            Each pass (``for theta, X, rows in batches``) yields ``theta`` (an
+            ndarray (b, n_params), columns in :attr:`names` order), ``X``
+            (b, *event_shape) and the ``rows``. ``len()`` counts the batches of
+            a pass; its ``peak_rows`` attribute counts the most rows of ``X``
+            held at once.
+
+        Examples
+        --------
+        >>> for theta, X, rows in store.batches(256, random_state=0):  # doctest: +SKIP
+        ...     model.partial_fit(X, theta)
+        """
+        cols = self._rows.columns()
+        wanted = self._selected(cols, bounds, rounds)
+        if rows is not None:
+            wanted = np.intersect1d(wanted, check_rows(rows, cols["ok"]))
+        chunk_rows = self._rows.array("X").chunks[0] if len(wanted) else 1
+        return StreamedBatches(self._rows.read_x, cols["theta"], wanted, chunk_rows,
+                               batch_size, shuffle, random_state, chunks)
 
     def done_indices(self, round):
         """Indices of the draws of ``round`` already committed (succeeded or failed).

@@ -325,3 +325,15 @@ def test_coverage_cost_counts_levels_at_or_below_each_nominal_level():
     cost = _load("bench_coverage_cost")
     levels = np.array([0.1, 0.5, 0.6, 0.9, 0.99])
     np.testing.assert_allclose(cost.coverage(levels), [0.4, 0.6, 0.8])
+
+
+def test_objects_scale_shared_head_weights_do_not_grow_with_the_objects():
+    scale = _load("bench_objects_scale")
+    # Beyond 48 marginals hidden_features="auto" is at its floor (16) whatever N.
+    rows = [scale.run_one(n, mode, 32) for n in (60, 120) for mode in ("shared", "dense")]
+    shared = [r for r in rows if r["mode"] == "shared"]
+    dense = [r for r in rows if r["mode"] == "dense"]
+    assert shared[0]["head_weights"] == shared[1]["head_weights"]
+    assert dense[1]["head_weights"] > dense[0]["head_weights"] > shared[0]["head_weights"]
+    lines = scale.section(pd.DataFrame(rows))
+    assert sum(line.startswith("| 120 | ") for line in lines) == 2

@@ -42,7 +42,9 @@ def _children_cpu_seconds():
 def test_examples_are_found():
     names = {p.name for p in EXAMPLES}
     expected = {"plot_cmb_forecast.py", "plot_supernova_cosmology.py", "plot_strong_lensing.py",
-                "plot_trust_and_tuning.py", "plot_scaling_out.py", "plot_model_comparison.py"}
+                "plot_trust_and_tuning.py", "plot_scaling_out.py", "plot_model_comparison.py",
+                "plot_population_from_images.py", "plot_object_by_object.py",
+                "plot_subhalo_segmentation.py"}
     assert expected <= names, f"missing examples: {sorted(expected - names)}"
 
 

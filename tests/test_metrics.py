@@ -15,9 +15,11 @@ from sklearn_tmnre.metrics import (
     c2st,
     coverage_scorer,
     credibility,
+    expected_calibration_error,
     expected_coverage,
     jeffreys_interval,
     marginal_c2st,
+    reliability_curve,
 )
 from sklearn_tmnre.posterior import grid_axes
 
@@ -431,3 +433,99 @@ def test_the_first_block_fits_the_memory_budget_of_large_2d_grids(gaussian_prior
     assert 1 <= rows < metrics._FIRST_BLOCK
     assert rows * per_row <= metrics._MASS_BYTES_PER_CALL
     assert metrics._first_block(large, (1,)) == metrics._FIRST_BLOCK
+
+
+# ------------------------------------------------- calibration of binary probabilities
+def _bernoulli_events(n, seed):
+    """Probabilities uniform on (0, 1) and events that happen with exactly them."""
+    rng = np.random.default_rng(seed)
+    proba = rng.random(n)
+    return rng.random(n) < proba, proba
+
+
+def _ece_tolerance(counts, z=4.0):
+    """``z`` standard errors of the ECE of calibrated probabilities, at most.
+
+    A bin of ``n_b`` events has a frequency with standard error at most
+    ``sqrt(0.25 / n_b)``; weighted by ``n_b / N`` and summed over bins.
+    """
+    counts = counts[counts > 0]
+    return z * np.sum(np.sqrt(0.25 * counts)) / np.sum(counts)
+
+
+def test_ece_of_calibrated_probabilities_is_near_zero():
+    happened, proba = _bernoulli_events(200_000, seed=0)
+    _, _, counts = reliability_curve(happened, proba)
+    ece = expected_calibration_error(happened, proba)
+    assert 0 <= ece < _ece_tolerance(counts)
+
+
+def test_ece_of_overconfident_and_underconfident_probabilities_is_large():
+    from scipy.special import expit, logit
+
+    happened, proba = _bernoulli_events(200_000, seed=1)
+    tolerance = _ece_tolerance(reliability_curve(happened, proba)[2])
+    overconfident = expit(3 * logit(proba))  # pushed towards 0 and 1
+    underconfident = expit(logit(proba) / 3)  # pulled towards 0.5
+    for wrong in (overconfident, underconfident):
+        assert expected_calibration_error(happened, wrong) > max(0.1, 5 * tolerance)
+    # The reliability curve tells which: below the diagonal above 0.5 when overconfident.
+    mean_predicted, frequency, _ = reliability_curve(happened, overconfident)
+    assert np.all(frequency[mean_predicted > 0.6] < mean_predicted[mean_predicted > 0.6])
+    mean_predicted, frequency, _ = reliability_curve(happened, underconfident)
+    assert np.all(frequency[mean_predicted > 0.6] > mean_predicted[mean_predicted > 0.6])
+
+
+def test_reliability_curve_by_hand():
+    mean_predicted, frequency, counts = reliability_curve(
+        [0, 0, 1, 1], [0.05, 0.15, 0.15, 0.95], n_bins=2)
+    np.testing.assert_allclose(mean_predicted, [0.35 / 3, 0.95])
+    np.testing.assert_allclose(frequency, [1 / 3, 1.0])
+    np.testing.assert_array_equal(counts, [3, 1])
+    # ECE: 3/4 |1/3 - 0.35/3| + 1/4 |1 - 0.95|.
+    assert expected_calibration_error([0, 0, 1, 1], [0.05, 0.15, 0.15, 0.95], n_bins=2) == \
+        pytest.approx(0.75 * (1 - 0.35) / 3 + 0.25 * 0.05)
+
+
+def test_reliability_curve_keeps_empty_bins_and_edges():
+    # 0 and an inner edge belong to the lower bin, 1 to the last, as in calibration_curve.
+    mean_predicted, frequency, counts = reliability_curve(
+        [1, 0, 1, 1], [0.0, 0.1, 0.1000001, 1.0], n_bins=10)
+    np.testing.assert_array_equal(counts, [2, 1, 0, 0, 0, 0, 0, 0, 0, 1])
+    assert np.isnan(mean_predicted[2:9]).all() and np.isnan(frequency[2:9]).all()
+    np.testing.assert_allclose(frequency[[0, 1, 9]], [0.5, 1.0, 1.0])
+
+
+def test_reliability_curve_agrees_with_sklearn_and_takes_maps():
+    from sklearn.calibration import calibration_curve
+
+    happened, proba = _bernoulli_events(4 * 3 * 8 * 8, seed=2)
+    occupancy, maps = happened.reshape(4, 3, 8, 8), proba.reshape(4, 3, 8, 8)
+    mean_predicted, frequency, counts = reliability_curve(occupancy, maps, n_bins=7)
+    prob_true, prob_pred = calibration_curve(happened, proba, n_bins=7)
+    np.testing.assert_allclose(frequency[counts > 0], prob_true)
+    np.testing.assert_allclose(mean_predicted[counts > 0], prob_pred)
+    assert counts.sum() == happened.size
+    # Maps without any event (no subhalo anywhere) are valid.
+    assert expected_calibration_error(np.zeros((2, 8, 8), bool), np.full((2, 8, 8), 0.1)) == \
+        pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("y_true, proba, n_bins, error, match", [
+    ([0, 1, 1], [0.2, 0.8], 10, ValueError, "same shape"),
+    (np.zeros((2, 3)), np.zeros((3, 2)), 10, ValueError, "same shape"),
+    ([0, 1], [0.2, 1.2], 10, ValueError, r"\[0, 1\]"),
+    ([0, 1], [-0.1, 0.5], 10, ValueError, r"\[0, 1\]"),
+    ([0, 1], [np.nan, 0.5], 10, ValueError, "NaN"),
+    ([0, 2], [0.2, 0.5], 10, ValueError, "binary labels"),
+    ([-1, 1], [0.2, 0.5], 10, ValueError, "binary labels"),
+    (["a", "b"], [0.2, 0.5], 10, TypeError, "binary labels"),
+    ([0, 1], ["a", "b"], 10, TypeError, "proba"),
+    ([], [], 10, ValueError, "empty"),
+    ([0, 1], [0.2, 0.5], 0, ValueError, "n_bins"),
+    ([0, 1], [0.2, 0.5], 2.5, ValueError, "n_bins"),
+])
+def test_calibration_bad_input(y_true, proba, n_bins, error, match):
+    for func in (reliability_curve, expected_calibration_error):
+        with pytest.raises(error, match=match):
+            func(y_true, proba, n_bins=n_bins)

@@ -11,10 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
 
 from sklearn_tmnre import MarginalPosterior, Prior, TMNREEstimator  # noqa: E402
+from sklearn_tmnre.metrics import expected_calibration_error  # noqa: E402
 from sklearn_tmnre.plotting import (  # noqa: E402
     _hpd_thresholds,
     corner,
     coverage_plot,
+    plot_posterior_map,
+    plot_reliability_diagram,
     training_curve,
 )
 from sklearn_tmnre.posterior import grid_axes  # noqa: E402
@@ -306,3 +309,102 @@ def test_corner_hides_a_2d_panel_of_a_discrete_parameter():
     assert not axes[1, 0].get_visible()
     assert not contour_sets(axes[1, 0])
     assert axes[1, 1].get_xlabel() == "a" and axes[0, 0].get_xlabel() == "m"
+
+
+# ------------------------------------------------------ per-pixel probability maps
+def _probability_maps(n_bins=3, rows=6, cols=8, seed=0):
+    rng = np.random.default_rng(seed)
+    proba = rng.random((n_bins, rows, cols)) * 0.5
+    occupancy = np.zeros((n_bins, rows, cols), dtype=bool)
+    occupancy[0, 1, 2] = occupancy[0, 4, 7] = occupancy[-1, 5, 0] = True
+    return proba, occupancy
+
+
+def test_posterior_map_of_one_bin_fades_with_probability():
+    proba, occupancy = _probability_maps(n_bins=2)
+    image = np.arange(48.0).reshape(6, 8)
+    fig = plot_posterior_map(proba[0], image=image, truth=occupancy[0])
+    panel, colorbar = fig.get_axes()  # the map and its colour bar
+    grey, overlay = panel.get_images()
+    np.testing.assert_array_equal(grey.get_array(), image)
+    rgba = np.asarray(overlay.get_array())
+    assert rgba.shape == (6, 8, 4)
+    # Opacity is the probability over the largest one: the most probable pixel is opaque.
+    np.testing.assert_allclose(rgba[..., 3], proba[0] / proba[0].max())
+    # True subhalos at (column, row), y upwards.
+    (markers,) = panel.collections
+    np.testing.assert_array_equal(markers.get_offsets(), [[2, 1], [7, 4]])
+    assert overlay.origin == "lower"
+    assert colorbar.get_ylabel() == "probability"
+
+
+def test_posterior_map_of_several_bins_lays_out_panels():
+    proba, occupancy = _probability_maps(n_bins=7)
+    catalogue = pd.DataFrame({"bin": [0, 0, 6, -1], "row": [1, 4, 5, 2], "col": [2, 7, 0, 3]})
+    fig = plot_posterior_map(proba, truth=catalogue, vmax=0.25, colorbar=False)
+    axes = fig.get_axes()
+    assert len(axes) == 10  # two rows of five, three hidden
+    visible = [ax for ax in axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == [f"bin {k}" for k in range(7)]
+    assert all(len(ax.get_images()) == 1 for ax in visible)  # no image underneath
+    # Probabilities above vmax are opaque; the subhalo without a bin (-1) is not drawn.
+    alpha = np.asarray(visible[0].get_images()[0].get_array())[..., 3]
+    np.testing.assert_allclose(alpha, np.clip(proba[0] / 0.25, 0, 1))
+    offsets = [len(ax.collections[0].get_offsets()) for ax in visible]
+    assert offsets == [2, 0, 0, 0, 0, 0, 1]
+
+
+def test_posterior_map_draws_into_given_axes():
+    proba, occupancy = _probability_maps(n_bins=3)
+    fig, axes = plt.subplots(1, 2)
+    out = plot_posterior_map(proba[:2], truth=occupancy[:2], ax=axes, bin_labels=["a", "b"])
+    assert out is fig
+    assert [ax.get_title() for ax in axes] == ["a", "b"]
+    with pytest.raises(ValueError, match="one Axes per bin"):
+        plot_posterior_map(proba, ax=axes)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(proba=np.full((4, 4), 1.5)), ValueError, r"\[0, 1\]"),
+    (dict(proba=np.full((4, 4), np.nan)), ValueError, "NaN"),
+    (dict(proba=np.zeros(4)), ValueError, r"\(rows, cols\)"),
+    (dict(proba=np.zeros((2, 3, 4, 4))), ValueError, r"proba\[i\]"),
+    (dict(proba=np.full((4, 4), "a")), TypeError, "real numbers"),
+    (dict(proba=np.zeros((4, 4)), image=np.zeros((5, 4))), ValueError, "image"),
+    (dict(proba=np.zeros((4, 4)), truth=np.zeros((5, 4), bool)), ValueError, "truth"),
+    (dict(proba=np.zeros((2, 4, 4)), truth=pd.DataFrame({"row": [1], "col": [1]})),
+     ValueError, "bin"),
+    (dict(proba=np.zeros((4, 4)), vmax=0.0), ValueError, "vmax"),
+    (dict(proba=np.zeros((2, 4, 4)), bin_labels=["a"]), ValueError, "bin_labels"),
+])
+def test_posterior_map_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        plot_posterior_map(**kwargs)
+
+
+def test_reliability_diagram_shows_curve_counts_and_ece():
+    rng = np.random.default_rng(0)
+    proba = rng.random((4, 2, 8, 8))
+    occupancy = rng.random(proba.shape) < proba**2  # events rarer than predicted
+    fig = plot_reliability_diagram(occupancy, proba, n_bins=5)
+    main, bars = fig.get_axes()
+    ece = expected_calibration_error(occupancy, proba, n_bins=5)
+    assert main.get_title() == f"ECE = {ece:.3g}"
+    assert len(bars.patches) == 5
+    np.testing.assert_allclose(sum(b.get_height() for b in bars.patches), proba.size)
+    diagonal, curve = main.lines[:2]
+    np.testing.assert_allclose(diagonal.get_xydata(), [[0, 0], [1, 1]])
+    assert len(curve.get_xdata()) == 5
+    # Events happen less often than predicted: the curve lies below the diagonal.
+    assert np.all(curve.get_ydata() < curve.get_xdata())
+    _, ax = plt.subplots()
+    assert plot_reliability_diagram(occupancy, proba, ax=ax) is ax.figure
+
+
+def test_reliability_diagram_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        plot_reliability_diagram(np.zeros((2, 4)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plot_reliability_diagram([0, 1], [0.5, 2.0])
+    with pytest.raises(ValueError, match="binary labels"):
+        plot_reliability_diagram([0, 3], [0.5, 0.2])

@@ -14,8 +14,10 @@ Usage::
 where the argument is one of the groups in :data:`GROUPS`.
 """
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -83,9 +85,22 @@ def _clone(est):
     return clone(est)
 
 
+_TEMP_DIRS = []
+
+
+def _temp_dir():
+    """A new temporary folder, removed when the docs build's process exits."""
+    path = tempfile.mkdtemp(prefix="bad-input-")
+    _TEMP_DIRS.append(path)
+    return path
+
+
+atexit.register(lambda: [shutil.rmtree(p, ignore_errors=True) for p in _TEMP_DIRS])
+
+
 def _folder(files):
     """A new folder holding ``files`` ({name: text})."""
-    path = tempfile.mkdtemp(prefix="bad-input-")
+    path = _temp_dir()
     for name, text in files.items():
         with open(os.path.join(path, name), "w") as f:
             f.write(text)
@@ -94,7 +109,7 @@ def _folder(files):
 
 def _store_with(files, remove=None):
     """A store with two rows, then ``files`` written into it and ``remove`` deleted."""
-    path = os.path.join(tempfile.mkdtemp(prefix="bad-input-"), "sims.zarr")
+    path = os.path.join(_temp_dir(), "sims.zarr")
     _api("SimulationStore")(path).append(pd.DataFrame({"a": [0.0, 0.5]}), np.zeros((2, 3)))
     for name, text in files.items():
         with open(os.path.join(path, name), "w") as f:

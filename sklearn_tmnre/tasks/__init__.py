@@ -32,6 +32,7 @@ Examples
 ['theta_0', 'theta_1']
 """
 
+from ._matched_filter import matched_filter, subhalo_matched_filter
 from .base import Task
 from .cmb import CMBSpectrum, cmb_spectrum
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
@@ -62,6 +63,8 @@ __all__ = [
     "supernovae",
     "strong_lensing",
     "subhalo_lensing",
+    "matched_filter",
+    "subhalo_matched_filter",
     "get_task",
     "TASKS",
     "SCIENCE_TASKS",
