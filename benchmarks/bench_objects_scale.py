@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "objects_scale.csv"
-COLUMNS = ["n_objects", "mode", "n_sims", "threads", "epoch_s", "peak_rss_mib", "n_weights",
-           "head_weights"]
+COLUMNS = ["n_objects", "mode", "n_sims", "batch_size", "threads", "epoch_s", "peak_rss_mib",
+           "n_weights", "head_weights"]
 
 
 def _peak_rss_mib():
@@ -49,7 +49,7 @@ def _peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(n_objects, mode, n_sims):
+def run_one(n_objects, mode, n_sims, batch_size=256):
     """Fit one configuration for two epochs in this process; return its row."""
     import numpy as np
     import pandas as pd
@@ -65,11 +65,13 @@ def run_one(n_objects, mode, n_sims):
     z = mu[:, None] + 0.5 * rng.standard_normal((n_sims, n_objects))
     x = (z + 0.3 * rng.standard_normal((n_sims, n_objects)))[:, :, None].astype(np.float32)
     theta = pd.DataFrame(np.column_stack([mu, z]), columns=prior.names)
-    est = TMNREEstimator(prior=prior, max_epochs=2, patience=100, n_threads=1, random_state=0)
+    est = TMNREEstimator(prior=prior, max_epochs=2, batch_size=batch_size, patience=100,
+                         n_threads=1, random_state=0)
     est.fit(x, theta)
     net = est.net_.module_
     heads = sum(p.numel() for name, p in net.named_parameters() if "head" in name)
-    return {"n_objects": n_objects, "mode": mode, "n_sims": n_sims, "threads": 1,
+    return {"n_objects": n_objects, "mode": mode, "n_sims": n_sims, "batch_size": batch_size,
+            "threads": 1,
             "epoch_s": round(float(est.net_.history[-1, "dur"]), 3),
             "peak_rss_mib": round(_peak_rss_mib()), "n_weights": sum(p.numel() for p in
                                                                      net.parameters()),
@@ -137,8 +139,11 @@ def _save(rows):
     if RESULTS.exists():
         with open(RESULTS) as f:
             old = list(csv.DictReader(f))
-    ran = {(str(r["n_objects"]), r["mode"]) for r in rows}
-    kept = [r for r in old if (r["n_objects"], r["mode"]) not in ran]
+    def key(r):
+        return str(r["n_objects"]), r["mode"], str(r.get("batch_size") or 256)
+
+    ran = {key(r) for r in rows}
+    kept = [{**r, "batch_size": r.get("batch_size") or 256} for r in old if key(r) not in ran]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -152,6 +157,7 @@ def main(argv=None):
     p.add_argument("--modes", nargs="+", choices=["shared", "dense"],
                    default=["shared", "dense"])
     p.add_argument("--sims", type=int, default=512)
+    p.add_argument("--batch", type=int, default=256, help="batch size (the default's 256)")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: N mode
     p.add_argument("--target", nargs=4, type=int, metavar=("N", "SIMS", "EPOCHS", "BATCH"),
                    help="one model of N objects on SIMS simulations for EPOCHS epochs: "
@@ -169,14 +175,15 @@ def main(argv=None):
             w.writerow(row)
         return
     if args.one:
-        print(json.dumps(run_one(int(args.one[0]), args.one[1], args.sims)))
+        print(json.dumps(run_one(int(args.one[0]), args.one[1], args.sims, args.batch)))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     rows = []
     for n in args.objects:
         for mode in args.modes:
-            out = subprocess.run([sys.executable, __file__, "--sims", str(args.sims), "--one",
-                                  str(n), mode], env=env, capture_output=True, text=True)
+            out = subprocess.run([sys.executable, __file__, "--sims", str(args.sims),
+                                  "--batch", str(args.batch), "--one", str(n), mode],
+                                 env=env, capture_output=True, text=True)
             if out.returncode:
                 print(f"N={n} {mode}: failed\n{out.stderr[-2000:]}", flush=True)
                 continue
@@ -194,15 +201,17 @@ def section(df):
     """The report's section (``docs/benchmarks.md``) from ``objects_scale.csv``'s rows."""
     lines = ["## Objects: scale", "",
              "`python benchmarks/bench_objects_scale.py`: one global and N per-object "
-             "parameters (data (n, N, 1)), default estimator, one torch thread, "
+             "parameters (data (n, N, 1)), default estimator but the batch size, one torch "
+             "thread, "
              f"{int(df['n_sims'].iloc[0]):,} simulations; seconds of the second epoch and the "
              "subprocess's peak resident memory. *shared*: `Prior.with_objects`, one "
              "shared-weight head for all objects; *dense*: the same parameters as a plain "
              "prior, one head per marginal. *head weights* count the heads alone (the "
              "global embedding reads all N objects in both).", "",
-             "| N objects | mode | s / epoch | peak MiB | weights | head weights |",
-             "|---|---|---|---|---|---|"]
-    for r in df.sort_values(["n_objects", "mode"], ascending=[True, False]).itertuples():
-        lines.append(f"| {r.n_objects:,} | {r.mode} | {r.epoch_s:.2f} | {r.peak_rss_mib:,.0f} "
-                     f"| {r.n_weights:,} | {r.head_weights:,} |")
+             "| N objects | mode | batch | s / epoch | peak MiB | weights | head weights |",
+             "|---|---|---|---|---|---|---|"]
+    order = ["n_objects", "mode", "batch_size"]
+    for r in df.sort_values(order, ascending=[True, False, False]).itertuples():
+        lines.append(f"| {r.n_objects:,} | {r.mode} | {r.batch_size} | {r.epoch_s:.2f} | "
+                     f"{r.peak_rss_mib:,.0f} | {r.n_weights:,} | {r.head_weights:,} |")
     return lines + [""]

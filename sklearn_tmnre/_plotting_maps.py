@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from .metrics import _calibration_error, jeffreys_interval, reliability_curve
+from ._calibration import _calibration_error, reliability_curve
+from .metrics import jeffreys_interval
 
 __all__ = ["plot_posterior_map", "plot_reliability_diagram"]
 
