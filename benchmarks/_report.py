@@ -311,7 +311,8 @@ def _per_fit(rows):
 
 def _time_to_accuracy(acc, figure):
     """The time-to-accuracy section: costs and accuracy of our defaults beside sbi's."""
-    tta = acc[acc["setting"] == "tta"].copy()
+    # Default hyperparameters only: rows with other params are checks of one lever.
+    tta = acc[(acc["setting"] == "tta") & (acc["params"] == "{}")].copy()
     if tta.empty:
         return []
     if "train_cpu_seconds" not in tta:
