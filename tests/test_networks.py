@@ -31,6 +31,32 @@ def test_batched_heads_equal_a_loop_over_marginals():
         torch.testing.assert_close(out[:, :, m], expected, rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("fourier_features", [0, 3])
+def test_heads_in_chunks_equal_one_pass_with_the_same_gradients(monkeypatch, fourier_features):
+    # Heads run a chunk at a time (networks.head_chunk); the chunking must change nothing.
+    import sklearn_tmnre.networks as networks
+
+    torch.manual_seed(0)
+    heads = BatchedMarginalHeads(n_marginals=37, marginal_dim=1, in_features=3,
+                                 hidden_features=8, num_blocks=2,
+                                 fourier_features=fourier_features)
+    s, theta = torch.randn(4, 3), torch.randn(4, 3, 37, 1)
+
+    def run():
+        heads.zero_grad()
+        out = heads(s, theta)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in heads.parameters()]
+
+    whole, whole_grads = run()
+    monkeypatch.setattr(networks, "HEAD_CHUNK_BYTES", 1)  # the smallest chunk: 8 heads
+    assert networks.head_chunk(12, 8, 37) == 8
+    chunked, chunked_grads = run()
+    torch.testing.assert_close(chunked, whole)
+    for a, b in zip(chunked_grads, whole_grads):
+        torch.testing.assert_close(a, b)
+
 def test_ratio_network_orders_marginals_as_given():
     torch.manual_seed(0)
     emb, n = make_embedding("mlp", (3,), 4)
