@@ -388,6 +388,15 @@ class TMNRE(BaseEstimator):
             "timeout": "It is the seconds allowed per simulation; None for no limit.",
             "random_state": "With a store that holds a campaign, None continues it.",
         })
+        if getattr(self.prior, "fields", None):
+            # Checked before any simulation: the rounds would otherwise spend a round's
+            # budget and fail when the first estimator finds no field values.
+            raise ValueError(
+                f"TMNRE: the prior declares the field parameters {sorted(self.prior.fields)}; "
+                "the rounds cannot train them (a field is an output of the simulator, and "
+                "truncation applies to parameters drawn from the prior). Simulate the fields "
+                "yourself and fit TMNREEstimator(...).fit(X, theta, <field>=values); see the "
+                "user guide's segmentation page.")
 
     def _check_observation(self, x_o):
         return check_observation(x_o, "TMNRE.fit", padded=self._padded_sets())

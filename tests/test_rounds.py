@@ -228,6 +228,20 @@ def test_a_round_where_everything_fails_is_an_error(tmp_path):
     assert len(SimulationStore(path)) == 0
 
 
+
+def test_a_prior_with_a_field_is_refused_before_any_simulation(tmp_path):
+    calls = []
+
+    def counted(theta, rng):
+        calls.append(1)
+        return np.zeros((4, 4))
+
+    prior = Prior.with_field({"a": stats.uniform(0, 1)}, "occupancy", (4, 4, 1))
+    path = tmp_path / "sims.zarr"
+    with pytest.raises(ValueError, match="field parameters \\['occupancy'\\].*fit\\(X, theta"):
+        TMNRE(counted, prior, n_sims=20, store=str(path)).fit(np.zeros((4, 4)))
+    assert not calls and not path.exists()
+
 def test_budget_list_warm_start_and_progress_lines(capsys):
     run = _run(n_sims=[200, 100], max_rounds=5, convergence_ratio=1.0, warm_start=True,
                verbose=1).fit(X_O)
