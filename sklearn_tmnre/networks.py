@@ -437,8 +437,11 @@ class BatchedMarginalHeads(nn.Module):
         self.act = nn.ReLU()
 
     def embed_part(self, s):
-        """Data part of the first layer, (B, E) -> (B, M, H); computed once per observation."""
-        return torch.einsum("be,meh->bmh", s, self.w_s) + self.b_in
+        """Data part of the first layer, (B, E) -> (M, B, H); computed once per observation.
+
+        Heads first, the layout :meth:`forward` computes in.
+        """
+        return torch.baddbmm(self.b_in[:, None], s.expand(len(self.w_s), -1, -1), self.w_s)
 
     def forward(self, s, theta_m, s_part=None):
         if s_part is None:
@@ -452,7 +455,7 @@ class BatchedMarginalHeads(nn.Module):
         # product per chunk of heads, with no strided einsum operands to copy.
         size = head_chunk(B * P, H, M)
         thetas = theta_m.permute(2, 0, 1, 3).reshape(M, B * P, -1).split(size)
-        parts = s_part.permute(1, 0, 2).split(size)
+        parts = s_part.split(size)
         w_theta = self.w_theta.split(size)
         # split() once per weight (not slicing per chunk): its backward is one cat, where
         # a slice's backward would zero-fill a full-size gradient for every chunk.
@@ -462,8 +465,13 @@ class BatchedMarginalHeads(nn.Module):
         outs = []
         for i, theta_i in enumerate(thetas):
             m = len(theta_i)
-            h = torch.bmm(theta_i, w_theta[i])
-            h.view(m, B, P, H).add_(parts[i][:, :, None])
+            if theta_i.shape[-1] == 1:
+                # One input: an outer product, fused with the data part in one pass.
+                h = torch.addcmul(parts[i][:, :, None], theta_i.view(m, B, P, 1),
+                                  w_theta[i].view(m, 1, 1, H)).view(m, B * P, H)
+            else:
+                h = torch.bmm(theta_i, w_theta[i])
+                h.view(m, B, P, H).add_(parts[i][:, :, None])
             for w1, b1, w2, b2 in blocks:
                 z = self.dropout(torch.bmm(self.act(h), w1[i]).add_(b1[i][:, None]).relu_())
                 h = torch.bmm(z, w2[i]).add_(h).add_(b2[i][:, None])
