@@ -45,7 +45,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
-from .prior import _class_index
+from ._distributions import class_index
 
 __all__ = ["MarginalPosterior", "class_level", "class_quantile", "class_set_extent",
            "grid_axes", "hpd_extent", "hpd_level", "hpd_threshold"]
@@ -325,7 +325,7 @@ def class_level(mass: ArrayLike, classes: ArrayLike, values: ArrayLike,
     values = np.asarray(values, dtype=float).reshape(-1)
     mass = np.asarray(mass, dtype=float)
     mass = np.broadcast_to(mass / mass.sum(axis=-1, keepdims=True), (len(values), len(classes)))
-    idx, on = _class_index(classes, values)
+    idx, on = class_index(classes, values)
     own = mass[np.arange(len(values)), idx][:, None]
     tied = np.isclose(mass, own, rtol=1e-9, atol=0.0)
     more = np.sum(np.where((mass > own) & ~tied, mass, 0.0), axis=1)
@@ -521,7 +521,7 @@ class MarginalPosterior:
         values = np.asarray(values, dtype=float).reshape(-1, len(key))
         if len(key) == 1 and key[0] in self.discrete:
             (classes, _), = self.axes[key]
-            idx, on = _class_index(classes, values[:, 0])
+            idx, on = class_index(classes, values[:, 0])
             return np.where(on, self.probabilities(key[0]).to_numpy()[idx], 0.0)
         if flipped:
             values = values[:, ::-1]
