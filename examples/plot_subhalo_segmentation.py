@@ -33,47 +33,62 @@ main lens) are not learnable on a CPU in minutes: a point mass deflects by
 :math:`b^2/r` at every distance, so 15 subhalos shift the arcs together far more
 than the pixel noise, and at 32 x 32 pixels the matched filter, given the true
 lens, ranks occupied pixels barely above chance (average precision within a
-factor two of the occupancy rate). The default here makes the problem
+factor two of the occupancy rate); an earlier trial at 32 x 32 with the task's
+physics (1,000 images, 8 epochs) learned nothing. The example makes the problem
 learnable at a CPU budget and says so: the main lens and source are fixed
 (``fixed=``), three subhalos are expected, the subhalos are heavy
-(:math:`10^{9}` to :math:`10^{10.5} M_\odot` in three bins, Einstein radii
-0.06'' to 0.36''), the noise is 0.02, and the images are 20 x 20 pixels of
-0.16'' (a pixel comparable to a subhalo's imprint; the field holds the whole
-Einstein ring). Only the Einstein radius stays free. The U-Net (16 channels,
-depth 2) trains on 10,000 images for 30 epochs.
+(:math:`10^{9}` to :math:`10^{10.5} M_\odot`, Einstein radii 0.06'' to 0.36''),
+and the noise is 0.02. Only the Einstein radius stays free. The default images
+are 64 x 64 pixels of 0.05'' (a 3.2'' field holding the whole Einstein ring)
+with ten mass bins of 0.15 dex over that range: the task's grid and bin count,
+with the masses of the learnable physics rather than lighter ones, which change
+the image less and would only make every bin rarer. The U-Net (8 channels,
+depth 3; pixel head of width 16, which at 4,096 pixels costs more than the
+U-Net) trains on 15,000 images for 11 epochs, sized by probes to fit 30
+CPU-minutes: one image-epoch took 9 CPU-ms (17 with a head of width 32), and
+2,000 images for 6 epochs had learned nothing yet (Brier skill 0.0000).
 
 **What it gave** (one run, one thread on a shared two-core CPU; 200 held-out
-images, 240,000 cells): training took 673 s (434 CPU-s), 691 MB peak
-memory. Brier score 0.00235 against the prior's 0.00254 (skill 7.6 %; per bin
-8.5 %, 7.3 % and -1.8 %: the heaviest bin, 0.06 % of the pixels, is not yet
-learned); average precision 0.145 averaged over the bins (0.155, 0.174,
-0.106, against occupancy rates of 0.005, 0.002 and 0.0006), ten times the
-matched filter's 0.015 although the filter is given the true lens (the filter
-is linear in a subhalo's deflection, and subhalos this heavy perturb the arcs
-nonlinearly; it was tuned on lighter ones at 0.08'' pixels). Expected
-calibration error 0.0003 (target: at most 0.02); the reliability diagram shows
-why that figure is easy for a sparse field: 99.7 % of the cells lie in the
-lowest probability bin. Above a probability of 0.1 the few hundred cells are
-overconfident (e.g. 0.55 predicted, 0.36 observed; most of the upper bins' 68 %
-Jeffreys intervals lie below the diagonal): more simulations should help, and
-the target on the ECE alone would not have shown it.
-Most subhalos stay at the prior probability: only those near the arcs change
-the image measurably.
+images, 8,192,000 cells): training took 1,443 s wall (1,435 CPU-s, 24
+CPU-minutes; simulation and evaluation add half a minute), 3,377 MB peak memory.
+Three subhalos per image among 40,960 cells make the occupancy rates tiny
+(expected :math:`2.0 \times 10^{-4}` in the lightest bin to :math:`1.3 \times
+10^{-5}` in the heaviest). Brier score :math:`7.6 \times 10^{-5}` against the
+prior's :math:`7.7 \times 10^{-5}`: a skill of 2.0 %, a quarter of the 7.6 % of
+the coarser ``--small`` setting below, presumably because a subhalo must now be
+placed within 0.05'' and 0.15 dex (a probability spread over neighbouring cells
+scores little); this run printed no interval for the skill (the resampled one
+was added after it). Average precision 0.037 averaged over the bins (0.047 to
+0.079 in the five lightest bins, 300 to 800 times their expected occupancy
+rates; 0.002 to 0.005 in the three heaviest and rarest), fifty times the matched
+filter's 0.0007 (per bin 0.0000 to 0.0022, a few to fifty times the rates)
+although the filter is given the true lens. Expected calibration error 0.00001
+(target: at most 0.02), easy for a field this sparse: nearly all cells lie in
+the lowest probability bin. The few hundred cells above 0.1 are overconfident
+(about 0.14 predicted, 0.08 observed; 0.44 predicted, 0.19 observed; the 68 %
+Jeffreys intervals of most upper bins lie below the diagonal): the ECE alone
+would not show it, and more simulations should help.
 
-The task's 64 x 64 images with ten bins were not trained here. The U-Net's
-work grows with the pixels, about ten times from 20 x 20 to 64 x 64 (an
-extrapolation, not a measurement), so 30 minutes of one CPU thread would buy
-about 120,000 image-epochs, 40 % of the 300,000 that gave the figures above,
-for a harder problem (ten bins, each subhalo spread over fewer of its own
-pixels, the task's lighter and more numerous subhalos); an earlier trial at
-32 x 32 with the task's physics (1,000 images, 8 epochs) learned nothing.
+``--small`` is the earlier default: 20 x 20 pixels of 0.16'' (the same
+field), three bins over the same masses, a U-Net of 16 channels and depth 2
+(head of width 32), 10,000 images, 30 epochs. One run gave: training 673 s
+(434 CPU-s), 691 MB peak memory; Brier score 0.00235 against the prior's
+0.00254 (skill 7.6 %; per bin 8.5 %, 7.3 % and -1.8 %: the heaviest bin, 0.06 %
+of the pixels, not learned); average precision 0.145 (0.155, 0.174, 0.106,
+against occupancy rates of 0.005, 0.002 and 0.0006), ten times the matched
+filter's 0.015 (the filter is linear in a subhalo's deflection, and subhalos
+this heavy perturb the arcs nonlinearly; it was tuned on lighter ones at 0.08''
+pixels); expected calibration error 0.0003, with cells above a probability of
+0.1 overconfident (e.g. 0.55 predicted, 0.36 observed). In both settings most
+subhalos stay at the prior probability: only those near the arcs change the
+image measurably.
 
 ``SKLEARN_TMNRE_QUICK=1`` is a smoke test (seconds; its maps mean nothing).
-``--full`` is the 100 x 100, ten-bin configuration of the published analyses
-at the task's default physics; it prints an estimate of its training time and
+``--full`` is the 100 x 100, ten-bin configuration of the published analyses at
+the task's default physics; it prints an estimate of its training time and
 memory, measured by timing one epoch of its network on a few images, and runs
-only with ``--full --force``. The last line printed is a JSON object of the key
-figures.
+only with ``--full --force``. ``--size64`` names the default explicitly. The
+last line printed is a JSON object of the key figures.
 """
 
 import argparse
@@ -99,28 +114,32 @@ from sklearn_tmnre.tasks import subhalo_lensing, subhalo_matched_filter
 parser = argparse.ArgumentParser(description="Subhalo segmentation with field parameters.")
 parser.add_argument("--full", action="store_true",
                     help="100 x 100 pixels, ten bins: print the measured cost estimate")
+parser.add_argument("--small", action="store_true",
+                    help="20 x 20 pixels of 0.16'' (same field), three bins: the earlier default")
 parser.add_argument("--size64", action="store_true",
-                    help="64 x 64 pixels of 0.05'' (same field), ten bins, the learnable physics")
+                    help="64 x 64 pixels of 0.05'', ten bins: the default, named explicitly")
 parser.add_argument("--force", action="store_true",
                     help="with --full: run it after printing the estimate")
 ARGS, _ = parser.parse_known_args()
 QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
-SIZE = "quick" if QUICK else "full" if ARGS.full else "size64" if ARGS.size64 else "default"
-# The learnable physics of the default (see the docstring); --full uses the task's own.
+SIZE = "quick" if QUICK else "full" if ARGS.full else "small" if ARGS.small else "default"
+# The learnable physics of the default and --small (see the docstring); --full uses the
+# task's own.
 EASY = {"m_min": 1e9, "m_max": 10**10.5, "noise": 0.02,
         "fixed": {"e1": 0.05, "e2": -0.05, "x_src": 0.05, "y_src": 0.0, "n_sub_mean": 3.0}}
 SETTINGS = {
     "quick": {"task": {"npix": 16, "pixel_scale": 0.16, "n_bins": 2, **EASY},
               "n_sims": 300, "n_test": 40, "max_epochs": 2, "channels": 4, "depth": 2},
-    "default": {"task": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3, **EASY},
-                "n_sims": 10_000, "n_test": 200, "max_epochs": 30, "channels": 16,
-                "depth": 2},
-    # The field of view of the default (64 x 0.05'' = 3.2''), 10 bins over the same masses.
-    # The pixel head runs at every pixel, so at 4,096 pixels it, not the U-Net, costs the
-    # most: a narrower head (16) halves an image-epoch; depth 3 widens the U-Net's view.
-    "size64": {"task": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10, **EASY},
-               "n_sims": 15_000, "n_test": 200, "max_epochs": 11, "channels": 8, "depth": 3,
-               "hidden_features": 16},
+    # A 3.2'' field (64 x 0.05''), ten bins over the masses of --small. The pixel head runs
+    # at every pixel, so at 4,096 pixels it, not the U-Net, costs the most: a head of width
+    # 16 halves an image-epoch (measured: 17 ms at width 32, 9 ms at 16, CPU, one thread);
+    # depth 3 widens what each pixel sees for little more. 165,000 image-epochs fill
+    # about 24 CPU-minutes, within a 30-minute training budget.
+    "default": {"task": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10, **EASY},
+                "n_sims": 15_000, "n_test": 200, "max_epochs": 11, "channels": 8,
+                "depth": 3, "hidden_features": 16},
+    "small": {"task": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3, **EASY},
+              "n_sims": 10_000, "n_test": 200, "max_epochs": 30, "channels": 16, "depth": 2},
     "full": {"task": {"npix": 100, "pixel_scale": 0.05, "n_bins": 10},
              "n_sims": 100_000, "n_test": 200, "max_epochs": 50, "channels": 32,
              "depth": 4},
@@ -209,7 +228,7 @@ labels = [f"$10^{{{lo:.2f}}}$-$10^{{{hi:.2f}}}\\,M_\\odot$"
 print(f"size={SIZE}: {n_sims} training and {n_test} test images of {task.event_shape} "
       f"pixels, {task.n_bins} mass bins; free parameters {task.prior.names}")
 print("fraction of occupied pixels per bin:",
-      np.round(occ_train.mean(axis=(0, 2, 3)), 4).tolist())
+      [float(f"{rate:.2g}") for rate in occ_train.mean(axis=(0, 2, 3))])
 
 # %%
 # Train the U-Net ratio estimator
@@ -225,7 +244,7 @@ fit_seconds = time.perf_counter() - start_wall
 fit_cpu = time.process_time() - start_cpu
 frequency = est.field_prior_["occupancy"]
 print(f"fit: {fit_seconds:.0f} s wall, {fit_cpu:.0f} CPU-s, {len(est.net_.history)} epochs; "
-      f"prior frequency per bin {np.round(frequency, 4).tolist()}")
+      f"prior frequency per bin {[float(f'{p:.2g}') for p in frequency]}")
 
 # %%
 # Posterior occupancy maps
@@ -261,11 +280,17 @@ fig.savefig(OUT / "segmentation_reliability.png", dpi=110, bbox_inches="tight")
 # is that of the bin's frequency in every pixel. Average precision (area under
 # the precision-recall curve, per bin, then averaged over bins) ranks the
 # pixels. The matched filter is given the true main lens of every image, which
-# the network is not; its scores rank but are not probabilities.
+# the network is not; its scores rank but are not probabilities. The skill's
+# interval resamples the held-out images, not the cells: the cells of one image
+# are not independent (a subhalo raises its neighbours' probabilities too).
 y = occ_test.astype(bool)
 prior_proba = np.broadcast_to(frequency[None, :, None, None], proba.shape)
 brier = brier_score_loss(y.ravel(), proba.ravel())
 brier_prior = brier_score_loss(y.ravel(), prior_proba.ravel())
+skill = 1 - brier / brier_prior
+squared = [((p - y) ** 2).sum(axis=(1, 2, 3)) for p in (proba, prior_proba)]
+draws = np.random.default_rng(0).integers(0, n_test, (1000, n_test))
+skill_interval = np.percentile(1 - squared[0][draws].sum(1) / squared[1][draws].sum(1), [5, 95])
 scores = subhalo_matched_filter(task, X_test, theta_test)
 
 
@@ -278,14 +303,15 @@ def mean_average_precision(values):
 
 pr_auc, pr_bins = mean_average_precision(proba)
 pr_auc_mf, mf_bins = mean_average_precision(scores)
-print(f"\nheld-out: {n_test} images, {y.size:,} cells; ECE {ece:.4f}; Brier {brier:.5f} "
-      f"(prior {brier_prior:.5f}, skill {1 - brier / brier_prior:+.3f})")
-print("bin  occupied  Brier    prior    AP      AP matched filter")
+print(f"\nheld-out: {n_test} images, {y.size:,} cells; ECE {ece:.2g}; Brier {brier:.4g} "
+      f"(prior {brier_prior:.4g}, skill {skill:+.4f}, 90 % over images "
+      f"[{skill_interval[0]:+.4f}, {skill_interval[1]:+.4f}])")
+print("bin  occupied   Brier      prior      skill    AP      AP matched filter")
 for k in range(task.n_bins):
     b = brier_score_loss(y[:, k].ravel(), proba[:, k].ravel())
     bp = brier_score_loss(y[:, k].ravel(), prior_proba[:, k].ravel())
-    print(f"{k:>3}  {y[:, k].mean():.4f}    {b:.5f}  {bp:.5f}  {pr_bins.get(k, np.nan):.4f}  "
-          f"{mf_bins.get(k, np.nan):.4f}")
+    print(f"{k:>3}  {y[:, k].mean():.2e}  {b:.3e}  {bp:.3e}  {1 - b / bp:+.4f}  "
+          f"{pr_bins.get(k, np.nan):.4f}  {mf_bins.get(k, np.nan):.4f}")
 
 fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
 width = 0.38
@@ -302,7 +328,9 @@ fig.savefig(OUT / "segmentation_precision.png", dpi=110, bbox_inches="tight")
 print(json.dumps({
     "size": SIZE, "n_sims": n_sims, "npix": task.event_shape[0], "n_bins": task.n_bins,
     "n_test": n_test, "expected_calibration_error": round(float(ece), 5),
-    "brier_score": round(float(brier), 6), "brier_score_prior": round(float(brier_prior), 6),
+    "brier_score": float(f"{brier:.4g}"), "brier_score_prior": float(f"{brier_prior:.4g}"),
+    "brier_skill": round(float(skill), 4),
+    "brier_skill_interval_90": [round(float(v), 4) for v in skill_interval],
     "pr_auc": round(pr_auc, 4), "pr_auc_matched_filter": round(pr_auc_mf, 4),
     "fit_seconds": round(fit_seconds, 1), "fit_cpu_seconds": round(fit_cpu, 1),
     "peak_memory_mb": round(peak_memory_mb(), 1)}))
