@@ -39,56 +39,47 @@ learnable at a CPU budget and says so: the main lens and source are fixed
 (``fixed=``), three subhalos are expected, the subhalos are heavy
 (:math:`10^{9}` to :math:`10^{10.5} M_\odot`, Einstein radii 0.06'' to 0.36''),
 and the noise is 0.02. Only the Einstein radius stays free. The default images
-are 64 x 64 pixels of 0.05'' (a 3.2'' field holding the whole Einstein ring)
-with ten mass bins of 0.15 dex over that range: the task's grid and bin count,
-with the masses of the learnable physics rather than lighter ones, which change
-the image less and would only make every bin rarer. The U-Net (8 channels,
-depth 3; pixel head of width 16, which at 4,096 pixels costs more than the
-U-Net) trains on 15,000 images for 11 epochs, sized by probes to fit 30
-CPU-minutes: one image-epoch took 9 CPU-ms (17 with a head of width 32), and
-2,000 images for 6 epochs had learned nothing yet (Brier skill 0.0000).
+are 20 x 20 pixels of 0.16'' (a pixel comparable to a subhalo's imprint; the
+3.2'' field holds the whole Einstein ring) with three mass bins. The U-Net (16
+channels, depth 2) trains on 10,000 images for 30 epochs.
 
 **What it gave** (one run, one thread on a shared two-core CPU; 200 held-out
-images, 8,192,000 cells): training took 1,443 s wall (1,435 CPU-s, 24
-CPU-minutes; simulation and evaluation add half a minute), 3,377 MB peak memory.
-Three subhalos per image among 40,960 cells make the occupancy rates tiny
-(expected :math:`2.0 \times 10^{-4}` in the lightest bin to :math:`1.3 \times
-10^{-5}` in the heaviest). Brier score :math:`7.6 \times 10^{-5}` against the
-prior's :math:`7.7 \times 10^{-5}`: a skill of 2.0 %, a quarter of the 7.6 % of
-the coarser ``--small`` setting below, presumably because a subhalo must now be
-placed within 0.05'' and 0.15 dex (a probability spread over neighbouring cells
-scores little); this run printed no interval for the skill (the resampled one
-was added after it). Average precision 0.037 averaged over the bins (0.047 to
-0.079 in the five lightest bins, 300 to 800 times their expected occupancy
-rates; 0.002 to 0.005 in the three heaviest and rarest), fifty times the matched
-filter's 0.0007 (per bin 0.0000 to 0.0022, a few to fifty times the rates)
-although the filter is given the true lens. Expected calibration error 0.00001
-(target: at most 0.02), easy for a field this sparse: nearly all cells lie in
-the lowest probability bin. The few hundred cells above 0.1 are overconfident
-(about 0.14 predicted, 0.08 observed; 0.44 predicted, 0.19 observed; the 68 %
-Jeffreys intervals of most upper bins lie below the diagonal): the ECE alone
-would not show it, and more simulations should help.
+images, 240,000 cells): training took 673 s (434 CPU-s), 691 MB peak memory.
+Brier score 0.00235 against the prior's 0.00254 (skill 7.6 %; per bin 8.5 %,
+7.3 % and -1.8 %: the heaviest bin, 0.06 % of the pixels, is not yet learned);
+average precision 0.145 averaged over the bins (0.155, 0.174, 0.106, against
+occupancy rates of 0.005, 0.002 and 0.0006), ten times the matched filter's
+0.015 although the filter is given the true lens (the filter is linear in a
+subhalo's deflection, and subhalos this heavy perturb the arcs nonlinearly; it
+was tuned on lighter ones at 0.08'' pixels). Expected calibration error 0.0003
+(target: at most 0.02), easy for a sparse field: 99.7 % of the cells lie in the
+lowest probability bin. Above a probability of 0.1 the few hundred cells are
+overconfident (e.g. 0.55 predicted, 0.36 observed; most of the upper bins' 68 %
+Jeffreys intervals lie below the diagonal): the ECE alone would not show it,
+and more simulations should help. Most subhalos stay at the prior probability:
+only those near the arcs change the image measurably.
 
-``--small`` is the earlier default: 20 x 20 pixels of 0.16'' (the same
-field), three bins over the same masses, a U-Net of 16 channels and depth 2
-(head of width 32), 10,000 images, 30 epochs. One run gave: training 673 s
-(434 CPU-s), 691 MB peak memory; Brier score 0.00235 against the prior's
-0.00254 (skill 7.6 %; per bin 8.5 %, 7.3 % and -1.8 %: the heaviest bin, 0.06 %
-of the pixels, not learned); average precision 0.145 (0.155, 0.174, 0.106,
-against occupancy rates of 0.005, 0.002 and 0.0006), ten times the matched
-filter's 0.015 (the filter is linear in a subhalo's deflection, and subhalos
-this heavy perturb the arcs nonlinearly; it was tuned on lighter ones at 0.08''
-pixels); expected calibration error 0.0003, with cells above a probability of
-0.1 overconfident (e.g. 0.55 predicted, 0.36 observed). In both settings most
-subhalos stay at the prior probability: only those near the arcs change the
-image measurably.
+**64 x 64 pixels, ten bins** (``--size64``): the task's grid and bin count on
+the same physics and field (pixels of 0.05'', ten bins of 0.15 dex over the
+same masses). The U-Net has 8 channels and depth 3, and the pixel head width
+16: at 4,096 pixels the head, not the U-Net, costs the most (an image-epoch
+took 17 CPU-ms with a head of width 32, 9 with 16). 15,000 images for 11
+epochs fit a 30-minute budget: two runs trained in 1,435 and 1,611 CPU-s
+(3.4 GB peak memory). The maps are *not* better than the prior at this budget:
+Brier skill +2.0 % in the first run and -1.8 % in the second (90 % interval
+from resampling the test images: -4.3 % to +0.5 %), with the same settings and
+seeds (the training arithmetic changed between them). Average precision was
+0.037 and 0.036 against the matched filter's 0.0007: the maps do rank a few
+subhalos near the arcs first, but they do not yet place them well enough to
+beat the prior frequency. A subhalo must be placed within 0.05'' and 0.15 dex
+instead of 0.16'' and 0.5 dex, and each bin is ten times rarer per cell.
 
 ``SKLEARN_TMNRE_QUICK=1`` is a smoke test (seconds; its maps mean nothing).
 ``--full`` is the 100 x 100, ten-bin configuration of the published analyses at
 the task's default physics; it prints an estimate of its training time and
 memory, measured by timing one epoch of its network on a few images, and runs
-only with ``--full --force``. ``--size64`` names the default explicitly. The
-last line printed is a JSON object of the key figures.
+only with ``--full --force``. The last line printed is a JSON object of the key
+figures.
 """
 
 import argparse
@@ -114,32 +105,31 @@ from sklearn_tmnre.tasks import subhalo_lensing, subhalo_matched_filter
 parser = argparse.ArgumentParser(description="Subhalo segmentation with field parameters.")
 parser.add_argument("--full", action="store_true",
                     help="100 x 100 pixels, ten bins: print the measured cost estimate")
-parser.add_argument("--small", action="store_true",
-                    help="20 x 20 pixels of 0.16'' (same field), three bins: the earlier default")
 parser.add_argument("--size64", action="store_true",
-                    help="64 x 64 pixels of 0.05'', ten bins: the default, named explicitly")
+                    help="64 x 64 pixels of 0.05'' (same field), ten bins (not yet learned)")
 parser.add_argument("--force", action="store_true",
                     help="with --full: run it after printing the estimate")
 ARGS, _ = parser.parse_known_args()
 QUICK = os.environ.get("SKLEARN_TMNRE_QUICK") == "1"
-SIZE = "quick" if QUICK else "full" if ARGS.full else "small" if ARGS.small else "default"
-# The learnable physics of the default and --small (see the docstring); --full uses the
+SIZE = "quick" if QUICK else "full" if ARGS.full else "size64" if ARGS.size64 else "default"
+# The learnable physics of the default and --size64 (see the docstring); --full uses the
 # task's own.
 EASY = {"m_min": 1e9, "m_max": 10**10.5, "noise": 0.02,
         "fixed": {"e1": 0.05, "e2": -0.05, "x_src": 0.05, "y_src": 0.0, "n_sub_mean": 3.0}}
 SETTINGS = {
     "quick": {"task": {"npix": 16, "pixel_scale": 0.16, "n_bins": 2, **EASY},
               "n_sims": 300, "n_test": 40, "max_epochs": 2, "channels": 4, "depth": 2},
-    # A 3.2'' field (64 x 0.05''), ten bins over the masses of --small. The pixel head runs
+    "default": {"task": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3, **EASY},
+                "n_sims": 10_000, "n_test": 200, "max_epochs": 30, "channels": 16,
+                "depth": 2},
+    # A 3.2'' field (64 x 0.05''), ten bins over the default's masses. The pixel head runs
     # at every pixel, so at 4,096 pixels it, not the U-Net, costs the most: a head of width
     # 16 halves an image-epoch (measured: 17 ms at width 32, 9 ms at 16, CPU, one thread);
     # depth 3 widens what each pixel sees for little more. 165,000 image-epochs fill
-    # about 24 CPU-minutes, within a 30-minute training budget.
-    "default": {"task": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10, **EASY},
-                "n_sims": 15_000, "n_test": 200, "max_epochs": 11, "channels": 8,
-                "depth": 3, "hidden_features": 16},
-    "small": {"task": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3, **EASY},
-              "n_sims": 10_000, "n_test": 200, "max_epochs": 30, "channels": 16, "depth": 2},
+    # 24-27 CPU-minutes, within a 30-minute training budget.
+    "size64": {"task": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10, **EASY},
+               "n_sims": 15_000, "n_test": 200, "max_epochs": 11, "channels": 8,
+               "depth": 3, "hidden_features": 16},
     "full": {"task": {"npix": 100, "pixel_scale": 0.05, "n_bins": 10},
              "n_sims": 100_000, "n_test": 200, "max_epochs": 50, "channels": 32,
              "depth": 4},
