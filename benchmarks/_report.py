@@ -392,6 +392,8 @@ def _cpu_ratio(rows, method):
     there are any: CPU seconds drift with the machine's load and our code between runs.
     Otherwise the seeds both methods trained on, marked "across runs".
     """
+    if "commit" not in rows:  # rows without provenance pair across runs only
+        rows = rows.assign(commit=np.nan)
     fits = rows.groupby(["method", "seed"]).agg(
         cpu=("train_cpu_seconds", "first"), commit=("commit", "first")).reset_index()
     ours = fits[fits["method"] == "tmnre_amortized"].set_index("seed")
@@ -399,7 +401,8 @@ def _cpu_ratio(rows, method):
     common = ours.index.intersection(theirs.index)
     if not len(common):
         return None
-    same = [s for s in common if ours.loc[s, "commit"] == theirs.loc[s, "commit"]]
+    same = [s for s in common if pd.notna(ours.loc[s, "commit"])
+            and ours.loc[s, "commit"] == theirs.loc[s, "commit"]]
     seeds, how = (same, "same run") if same else (list(common), "across runs")
     if theirs.loc[seeds, "cpu"].mean() <= 0:
         return None

@@ -290,16 +290,25 @@ def test_time_to_accuracy_table_takes_cost_ratios_over_common_seeds(tmp_path):
     base = {"setting": "tta", "task": "two_moons", "n_sims": 10_000, "threads": 1,
             "n_c2st": 10_000, "params": "{}", "c2st_1d": 0.52, "c2st_2d": 0.56,
             "peak_mb": 100.0, "coverage_n_below": 1.0, "coverage_max_shortfall": 0.02}
-    fits = [("tmnre_amortized", 0, 40.0), ("tmnre_amortized", 1, 60.0),
-            ("sbi_nre_c", 0, 80.0), ("sbi_nre_a", 0, 20.0), ("sbi_nre_a", 1, 40.0)]
+    # (method, seed, CPU seconds, code commit of the run)
+    fits = [("tmnre_amortized", 0, 40.0, "a"), ("tmnre_amortized", 1, 60.0, "b"),
+            ("sbi_nre_c", 0, 80.0, "a"), ("sbi_nre_c", 1, 10.0, "z"),
+            ("sbi_nre_a", 0, 20.0, "c"), ("sbi_nre_a", 1, 40.0, "c")]
     rows = [{**base, "method": m, "seed": seed, "observation": obs, "train_cpu_seconds": cpu,
-             "train_seconds": cpu + 1, "epochs": 50} for m, seed, cpu in fits
-            for obs in (1, 2, 3)]
+             "train_seconds": cpu + 1, "epochs": 50, "commit": commit}
+            for m, seed, cpu, commit in fits for obs in (1, 2, 3)]
     lines = report._time_to_accuracy(pd.DataFrame(rows), tmp_path / "tta.png")
     ratio = next(line for line in lines if "| *ours / sbi" in line)
-    # NRE_C trained on seed 0 only: ours' seed 1 is left out of that ratio.
-    assert "0.50× sbi_nre_c (1 seed(s))" in ratio
-    assert "1.67× sbi_nre_a (2 seed(s))" in ratio
+    # Seed 0 of NRE_C ran with ours in one run: only that pair counts (seed 1 would
+    # give (40 + 60) / (80 + 10) = 1.11x).
+    assert "0.50× sbi_nre_c (1 seed(s), same run)" in ratio
+    # No NRE_A seed ran with ours: the seeds both trained on, marked as such.
+    assert "1.67× sbi_nre_a (2 seed(s), across runs)" in ratio
+    # Rows without a commit column pair across runs only.
+    lines = report._time_to_accuracy(pd.DataFrame(rows).drop(columns="commit"),
+                                     tmp_path / "tta2.png")
+    ratio = next(line for line in lines if "| *ours / sbi" in line)
+    assert "1.11× sbi_nre_c (2 seed(s), across runs)" in ratio
     ours = next(line for line in lines if "| tmnre_amortized |" in line)
     assert "| 50.0 | 51.0 | 50 |" in ours  # mean CPU and wall seconds over seeds
     assert (tmp_path / "tta.png").exists()
