@@ -14,8 +14,9 @@ import torch
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
 from ._averaging import WeightAveraging, resolve_ema_decay
-from ._training import EpochProgress, RatioLoss, RatioNet, StopWhenDiverged, ValidationSplit
+from ._training import EpochProgress, RatioNet, StopWhenDiverged, ValidationSplit
 from .fields import field_layout, set_field_frequencies
+from .loss import LOSSES
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
 from .objects import object_layout, pooled_theta_standardization
 from .sets import is_set_embedding, set_standardization
@@ -131,8 +132,8 @@ def ratio_net(est, module, **kwargs):
     """
     return RatioNet(
         module,
-        criterion=RatioLoss,
-        criterion__balance=est.balance,
+        criterion=LOSSES[est.loss],
+        **({"criterion__balance": est.balance} if est.loss == "bce" else {}),
         optimizer=torch.optim.AdamW,
         optimizer__weight_decay=est.weight_decay,
         # One fused kernel per update instead of a Python loop over the parameters: a

@@ -66,6 +66,7 @@ PARAMETER_CONSTRAINTS = {
     "num_blocks": [_integers(0)],
     "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     "balance": [Interval(numbers.Real, 0, None, closed="left")],
+    "loss": [StrOptions({"bce", "contrastive"})],
     "lr": [Interval(numbers.Real, 0, None, closed="neither")],
     "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
     "batch_size": [_integers(2)],
@@ -147,6 +148,10 @@ def check_hyperparameters(est: BaseEstimator) -> None:
         raise TypeError(f"TMNREEstimator got unexpected arguments {unexpected}; embedding "
                         "arguments are spelled embedding__<arg>.")
     validate_params(est)
+    if est.loss == "contrastive" and est.balance > 0:
+        raise ValueError(f"balance={est.balance} applies to loss='bce' only: balancing is "
+                         "defined for the binary classifier. Use loss='bce' with balance, or "
+                         "balance=0 with loss='contrastive'.")
 
 
 def check_observation(x_o: object, owner: str, padded: bool = False) -> np.ndarray:

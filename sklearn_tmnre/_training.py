@@ -1,18 +1,9 @@
 """The skorch side of training: fast batches, the ratio loss, and the net.
 
-Loss (Hermans et al. 2020; Miller et al. 2021).  For a batch of joint pairs
-:math:`(x_i, \\theta_i)` and marginal pairs :math:`(x_i, \\theta_{\\pi(i)})`, with
-:math:`\\pi` a fresh random derangement of the batch at every step,
-
-.. math:: \\mathcal{L} = \\sum_m \\frac{1}{B} \\sum_i
-          \\big[\\operatorname{softplus}(-f_m(x_i, \\theta_i))
-          + \\operatorname{softplus}(f_m(x_i, \\theta_{\\pi(i)}))\\big]
-          + \\lambda \\sum_m \\big(\\overline{\\sigma(f_m^{joint})}
-          + \\overline{\\sigma(f_m^{marg})} - 1\\big)^2 ,
-
-binary cross-entropy summed over marginals plus the balancing term of
-balanced NRE (Delaunoy et al. 2022) with weight :math:`\\lambda` (``balance``).
-The embedding of each ``x`` is computed once and shared by both terms.
+The losses and their maths live in :mod:`sklearn_tmnre.loss`; the net gives
+them, per batch, the logits of each row's joint pair and of its K marginal pairs
+:math:`(x_i, \\theta_{\\pi_k(i)})`, each :math:`\\pi_k` a fresh random derangement of the
+batch at every step. The embedding of each ``x`` is computed once and shared by all pairs.
 
 Per-object parameters learned by shared object heads (:mod:`sklearn_tmnre.objects`)
 get their own negatives: column :math:`j` of the marginal pairs is
@@ -24,7 +15,7 @@ Field parameters (one binary value per pixel and bin, :mod:`sklearn_tmnre.fields
 add one term per cell, weighted :math:`1/P` (P pixels) so that each bin of a
 field counts as one marginal. Their marginal term is exact rather than sampled:
 the mean over the cell's prior of its two values, weighted :math:`1 - p_k` and
-:math:`p_k` (``negative_weight`` of :class:`RatioLoss`; see
+:math:`p_k` (``negative_weight`` of :class:`~sklearn_tmnre.loss.RatioLoss`; see
 :mod:`sklearn_tmnre.fields` for why).
 """
 
@@ -35,14 +26,12 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from skorch import NeuralNet
 from skorch.callbacks import Callback
-from torch import nn
 
 from .fields import cell_frequencies, cell_weights, field_pair_logits
 
-__all__ = ["EpochProgress", "PairData", "RatioLoss", "RatioNet", "StopWhenDiverged",
+__all__ = ["EpochProgress", "PairData", "RatioNet", "StopWhenDiverged",
            "ValidationSplit", "check_training", "derangement", "derangements"]
 
 
@@ -149,40 +138,6 @@ class ValidationSplit:
             return dataset, None
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         return dataset.subset(order[n_valid:]), dataset.subset(order[:n_valid])
-
-
-class RatioLoss(nn.Module):
-    """Binary cross-entropy of joint vs marginal pairs, summed over marginals, plus balancing.
-
-    Parameters
-    ----------
-    balance : float, default=0
-        Weight of the balancing penalty (0 = plain NRE).
-    """
-
-    def __init__(self, balance=0.0):
-        super().__init__()
-        self.balance = float(balance)
-
-    def forward(self, f_joint, f_marginal, weight=None, negative_weight=None):
-        """``f_joint`` (B, M); ``f_marginal`` (B, K, M): K negatives per joint pair;
-        ``weight`` (M,): each column's weight in the sum (None: one each);
-        ``negative_weight`` (K, M): each negative's weight in its column's
-        marginal term, summing to one over K (None: 1 / K each, their mean)."""
-        if f_marginal.dim() == 2:
-            f_marginal = f_marginal[:, None]
-
-        def negatives(values):
-            # Each class keeps weight one half: the negatives' term is their (weighted) mean.
-            if negative_weight is None:
-                return values.mean((0, 1))
-            return (values.mean(0) * negative_weight).sum(0)
-
-        terms = F.softplus(-f_joint).mean(0) + negatives(F.softplus(f_marginal))
-        if self.balance > 0:
-            gap = torch.sigmoid(f_joint).mean(0) + negatives(torch.sigmoid(f_marginal)) - 1.0
-            terms = terms + self.balance * gap**2
-        return (terms if weight is None else terms * weight).sum()
 
 
 class RatioNet(NeuralNet):

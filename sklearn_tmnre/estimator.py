@@ -99,7 +99,14 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         Dropout inside the heads.
     balance : float, default=0.0
         Weight of the balancing penalty (balanced NRE); larger is more
-        conservative.
+        conservative (``loss="bce"`` only).
+    loss : {"bce", "contrastive"}, default="bce"
+        The ratio loss (:mod:`sklearn_tmnre.loss`). ``"bce"``: binary
+        cross-entropy of each row's own parameters against its ``n_negatives``
+        shuffled ones. ``"contrastive"``: NRE-C (Miller et al. 2022, sbi's
+        ``NRE_C``), which classifies sets of ``n_negatives`` parameters by
+        which one, if any, is the row's own; the same cost per step. See
+        *Contrastive loss* in ``docs/benchmarks.md`` for how they compare.
     lr : float, default=5e-3
         Peak AdamW learning rate (see ``lr_schedule``).
     weight_decay : float, default=0.0
@@ -225,6 +232,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         num_blocks=2,
         dropout=0.0,
         balance=0.0,
+        loss="bce",
         lr=5e-3,
         weight_decay=0.0,
         batch_size=256,
@@ -254,6 +262,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.num_blocks = num_blocks
         self.dropout = dropout
         self.balance = balance
+        self.loss = loss
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size

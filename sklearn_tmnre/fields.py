@@ -25,7 +25,7 @@ where :math:`u_p(x)` are the per-pixel features of a U-Net embedding
 count depends on K but not on the number of pixels.
 
 **Training.** Each cell is one binary parameter of the usual ratio loss
-(:class:`~sklearn_tmnre._training.RatioLoss`): the joint term reads
+(:class:`~sklearn_tmnre.loss.RatioLoss`): the joint term reads
 :math:`f_{k,p}(x_i, o_{k,p,i})`. The marginal term needs a value of the cell
 drawn from its prior, independently of :math:`x_i`; for a binary value that
 draw's expectation is exact and cheap, so it replaces the draw:
@@ -265,7 +265,7 @@ def field_pair_logits(logits, values, frequency):
         The logits of values 0 and 1: the two negatives.
     negative_weight : Tensor (2, n_cells)
         Their weights, :math:`1 - p` and :math:`p`, for
-        :class:`~sklearn_tmnre._training.RatioLoss`.
+        :class:`~sklearn_tmnre.loss.RatioLoss`.
     """
     f_joint = torch.where(values.bool(), logits[:, 1], logits[:, 0])
     return f_joint, logits, torch.stack([1.0 - frequency, frequency])

@@ -25,7 +25,7 @@ chunks by the grid engine. Global parameters keep their batched 1-d/2-d heads
 (:class:`~sklearn_tmnre.networks.BatchedMarginalHeads`).
 
 Training is the usual binary cross-entropy summed over marginals
-(:class:`~sklearn_tmnre._training.RatioLoss`), the N object terms included,
+(:class:`~sklearn_tmnre.loss.RatioLoss`), the N object terms included,
 with the negatives of each object column drawn by its own derangement of the
 batch (:func:`~sklearn_tmnre._training.derangements`): the negatives of
 different objects of one row then come from different rows.

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from skorch.callbacks import Callback
 
 from sklearn_tmnre import TMNREEstimator
-from sklearn_tmnre._training import PairData, RatioLoss, ValidationSplit, _Batches, derangement
+from sklearn_tmnre._training import PairData, ValidationSplit, _Batches, derangement
 
 
 def test_derangement_has_no_fixed_point():
@@ -37,19 +36,6 @@ def test_validation_split_sizes():
     train, valid = split(PairData(torch.zeros(50, 1), torch.zeros(50, 1)))
     assert (len(train), len(valid)) == (40, 10)
     assert split.n_valid(5) == 0
-
-
-def test_ratio_loss_is_bce_plus_balance():
-    torch.manual_seed(0)
-    fj, fm = torch.randn(8, 3), torch.randn(8, 2, 3)
-    bce = (F.binary_cross_entropy_with_logits(fj, torch.ones_like(fj), reduction="none").mean(0)
-           + F.binary_cross_entropy_with_logits(fm, torch.zeros_like(fm),
-                                                reduction="none").mean((0, 1))).sum()
-    torch.testing.assert_close(RatioLoss()(fj, fm), bce)
-    gap = torch.sigmoid(fj).mean(0) + torch.sigmoid(fm).mean((0, 1)) - 1
-    torch.testing.assert_close(RatioLoss(balance=3.0)(fj, fm), bce + 3.0 * (gap**2).sum())
-    # the optimum of the BCE for a fixed pair of densities is the log ratio
-    assert np.isclose(float(RatioLoss()(torch.zeros(1, 1), torch.zeros(1, 1))), 2 * np.log(2))
 
 
 # ---------------------------------------------------------------- training health
