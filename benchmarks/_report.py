@@ -335,7 +335,9 @@ def _time_to_accuracy(acc, figure):
         "*0.1 defaults*: the committed rows of the `full` setting (version 0.1's defaults: "
         "128 x 3 heads, 4 negatives, plateau schedule with patience 60, at most 200 epochs) "
         "on the same simulations, for accuracy; their wall seconds come from earlier, more "
-        "crowded runs (up to five processes on two cores), so compare times within a run.",
+        "crowded runs (up to five processes on two cores), so compare times within a run. "
+        "Rows with two threads were run alone on the idle machine, every method in one "
+        "process; the figure shows the one-thread cells.",
         "",
         f"![C2ST against training seconds]({os.path.relpath(figure, figure.parent.parent)})",
         "",
@@ -381,7 +383,7 @@ def _time_to_accuracy(acc, figure):
         if ratios:
             lines.append(f"| {task} | {budget:,} | {threads} | *ours / sbi (CPU s)* | "
                          f"{', '.join(ratios)} | | | | | | | | |")
-    _tta_figure(tta, figure)
+    _tta_figure(tta[tta["threads"] == 1], figure)
     return lines + [""]
 
 
@@ -627,6 +629,10 @@ def render(results, docs, figure):
                           "sooner and stops earlier (see `TMNREEstimator`'s `patience`): worse "
                           "on two_moons and gaussian_mixture, sharper but less calibrated on "
                           "slcp")
+            if params == '{"loss": "contrastive"}':
+                extra += (": the contrastive NRE-C loss (`loss=\"contrastive\"`, "
+                          "`sklearn_tmnre.loss`) with the default two negatives per row, "
+                          "against the default binary loss in the `tta` rows above")
             lines += [f"### Setting `{setting}` (C2ST with {n_c2st:,} draws per side{extra})",
                       ""]
             for task, g in part.groupby("task", sort=False):
