@@ -14,7 +14,7 @@ import torch
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 
 from ._averaging import WeightAveraging, resolve_ema_decay
-from ._training import EpochProgress, RatioNet, StopWhenDiverged, ValidationSplit
+from ._training import EpochProgress, RatioNet, StopWhenDiverged, TimeBudget, ValidationSplit
 from .fields import field_layout, set_field_frequencies
 from .loss import LOSSES
 from .networks import RatioEnsemble, RatioNetwork, make_embedding, set_layout
@@ -93,6 +93,9 @@ def make_ratio_net(est, X, theta, seed, fields=None, x_stats=None):
                                          sink=print if est.verbose else silent)),
         ("lr_schedule", lr_schedule(est, monitor, total_steps)),
     ]
+    if est.max_time is not None:
+        # After early stopping: the last epoch counts for the best weights it restores.
+        callbacks.append(("time_budget", TimeBudget(est.max_time)))
     if est.verbose == 1:
         callbacks.append(("progress", EpochProgress(max_epochs)))
     elif est.verbose > 1:

@@ -72,6 +72,7 @@ PARAMETER_CONSTRAINTS = {
     "batch_size": [_integers(2)],
     "max_epochs": [_integers(1), StrOptions({"auto"})],
     "patience": [_integers(1)],
+    "max_time": [Interval(numbers.Real, 0, None, closed="neither"), None],
     "lr_schedule": [StrOptions({"cosine", "plateau"})],
     "ema_decay": [Interval(numbers.Real, 0, 1, closed="left"), StrOptions({"auto"})],
     "n_threads": [_integers(1), None],

@@ -32,7 +32,7 @@ from skorch.callbacks import Callback
 from .fields import cell_frequencies, cell_weights, field_pair_logits
 
 __all__ = ["EpochProgress", "PairData", "RatioNet", "StopWhenDiverged",
-           "ValidationSplit", "check_training", "derangement", "derangements"]
+           "TimeBudget", "ValidationSplit", "check_training", "derangement", "derangements"]
 
 
 class PairData:
@@ -234,6 +234,31 @@ class StopWhenDiverged(Callback):
         if not all(np.isfinite(row[k]) for k in ("train_loss", "valid_loss") if k in row):
             net.history.record("diverged", True)
             raise KeyboardInterrupt  # skorch's way to end fit early (on_train_end still runs)
+
+
+class TimeBudget(Callback):
+    """Stop training at the end of the first epoch that ends over ``max_time`` seconds in.
+
+    Placed after early stopping, so that epoch's weights are considered for
+    the best ones, which early stopping restores as at any other stop. The
+    epoch is marked ``time_budget`` in the history.
+
+    Parameters
+    ----------
+    max_time : float
+        Wall-clock seconds.
+    """
+
+    def __init__(self, max_time):
+        self.max_time = max_time
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_ = time.monotonic()
+
+    def on_epoch_end(self, net, **kwargs):
+        if time.monotonic() - self.start_ > self.max_time:
+            net.history.record("time_budget", True)
+            raise KeyboardInterrupt
 
 
 def check_training(history):

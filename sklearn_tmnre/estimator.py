@@ -126,6 +126,14 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         better validation loss, and the best weights are restored at the end.
         With ``lr_schedule="plateau"`` the learning rate is also divided by 5
         after ``patience // 3`` such epochs.
+    max_time : float or None, default=None
+        A wall-clock budget for training, in seconds: training stops at the
+        end of the first epoch that ends later, and the best weights are
+        restored as after early stopping (the epoch is marked ``time_budget``
+        in ``net_.history``). It caps a fit in a grid search or on a busy
+        machine; the schedule is not shortened, so a fit stopped this way ends
+        at a higher learning rate than one that runs its budget (weight
+        averaging smooths that). None: no budget.
     lr_schedule : {"cosine", "plateau"}, default="cosine"
         ``"cosine"``: a one-cycle schedule over the epoch budget, stepped every
         batch (a warm-up from ``lr / 10`` over the first 5 % of the steps, then
@@ -239,6 +247,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         batch_size=256,
         max_epochs="auto",
         patience=20,
+        max_time=None,
         lr_schedule="cosine",
         ema_decay="auto",
         n_threads=None,
@@ -269,6 +278,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
+        self.max_time = max_time
         self.lr_schedule = lr_schedule
         self.ema_decay = ema_decay
         self.n_threads = n_threads

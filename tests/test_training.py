@@ -73,6 +73,23 @@ def test_a_later_divergence_restores_the_best_finite_epoch_with_a_warning():
     assert np.isfinite(est.predict(X[:3])).all()
 
 
+def test_a_time_budget_stops_after_the_epoch_that_crosses_it():
+    X, theta = _data()
+    est = TMNREEstimator(max_epochs=20, max_time=1e-9, random_state=0).fit(X, theta)
+    assert len(est.net_.history) == 1
+    assert est.net_.history[-1, "time_budget"]
+    assert np.isfinite(est.predict(X[:3])).all()
+    roomy = TMNREEstimator(max_epochs=3, patience=10, max_time=1e6, random_state=0)
+    assert len(roomy.fit(X, theta).net_.history) == 3
+
+
+@pytest.mark.parametrize("max_time", [0, -5.0, "1h"])
+def test_a_time_budget_must_be_positive_seconds(max_time):
+    X, theta = _data(n=50)
+    with pytest.raises(ValueError, match="'max_time' parameter"):
+        TMNREEstimator(max_time=max_time).fit(X, theta)
+
+
 def test_data_far_from_unit_scale_trains_like_unit_data():
     X, theta = _data()
     est = TMNREEstimator(max_epochs=30, random_state=0).fit(X, theta)
