@@ -46,19 +46,6 @@ PARAM_NOTES = {
     '{"patience": 20}': (": the default before 0.1.0, which lowers the learning rate sooner and "
                          "stops earlier (see `TMNREEstimator`'s `patience`): worse on two_moons "
                          "and gaussian_mixture, sharper but less calibrated on slcp"),
-    '{"loss": "contrastive"}': (": the contrastive NRE-C loss (`loss=\"contrastive\"`, "
-                                "`sklearn_tmnre.loss`) with the default two negatives per row, "
-                                "against the default binary loss in the `tta` rows above"),
-    '{"lr": 0.002, "patience": 10}': (": a lever check for the ten-parameter tasks, whose fits "
-                                      "peak at epoch 13-20 and then overfit: a lower peak "
-                                      "learning rate and a shorter patience, against the "
-                                      "defaults in the `tta` rows above"),
-    **{params: (": a lever check for slcp's 2-d marginals at 10³ simulations, where the "
-                f"defaults trail 0.1's (*Time to accuracy*): {what}, against the defaults in "
-                "the `tta` rows above")
-       for params, what in (('{"hidden_features": 64}', "wider heads"),
-                            ('{"n_negatives": 4}', "more negatives"),
-                            ('{"patience": 40}', "a longer patience"))},
 }
 
 TASK_ORDER = ("two_moons", "slcp", "gaussian_mixture", "gaussian_linear_uniform",

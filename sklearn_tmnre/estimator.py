@@ -105,9 +105,8 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         cross-entropy of each row's own parameters against its ``n_negatives``
         shuffled ones. ``"contrastive"``: NRE-C (Miller et al. 2022, sbi's
         ``NRE_C``), which classifies sets of ``n_negatives`` parameters by
-        which one, if any, is the row's own; the same cost per step. The
-        ``tta`` setting with ``{"loss": "contrastive"}`` in
-        ``docs/benchmarks.md`` compares them.
+        which one, if any, is the row's own; it reads the same logits, so a
+        step costs about the same.
     lr : float, default=5e-3
         Peak AdamW learning rate (see ``lr_schedule``).
     weight_decay : float, default=0.0

@@ -34,9 +34,9 @@ were drawn from the marginal, class k if the k-th was the row's own. With
           \\log q_0(x_i; \\theta_{\\pi_1(i)}, \\dots, \\theta_{\\pi_K(i)})\\Big] .
 
 The joint set is the row's own parameter and the first K - 1 negatives, the
-marginal set all K negatives: the same logits as the cross-entropy, so the two
-losses cost the same per step. Each term normalizes over its set, which ties
-the ratio's scale across parameters; it converges to the exact log ratio too.
+marginal set all K negatives: the same logits as the cross-entropy, so the
+network does the same work per step under both losses. Each term normalizes
+over its set; it converges to the exact log ratio too.
 
 Field cells (:mod:`sklearn_tmnre.fields`) keep the cross-entropy under both
 losses: their marginal term is exact, the mean over the cell's two values
