@@ -7,7 +7,6 @@ from scipy import stats
 from scipy.ndimage import gaussian_filter
 
 from sklearn_tmnre import Prior, TMNREEstimator
-from sklearn_tmnre._training import RatioLoss
 from sklearn_tmnre.fields import (
     FieldHead,
     cell_frequencies,
@@ -15,6 +14,7 @@ from sklearn_tmnre.fields import (
     field_pair_logits,
     field_probabilities,
 )
+from sklearn_tmnre.loss import RatioLoss
 from sklearn_tmnre.unet import UNet
 
 RATES = np.array([0.06, 0.03])   # per-pixel occupancy probability of each bin
