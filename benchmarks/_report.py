@@ -442,7 +442,7 @@ def _tta_figure(tta, figure):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker.NullFormatter)
+    from matplotlib.ticker import NullFormatter
 
     task_rank = {t: i for i, t in enumerate(TASK_ORDER)}
     tasks_ = sorted(tta["task"].unique(), key=lambda t: task_rank.get(t, 99))
@@ -459,7 +459,7 @@ def _tta_figure(tta, figure):
                            label=f"{method}, {budget:,} sims")
             ax.set_xscale("log")
             # Minor tick labels collide on axes spanning under two decades.
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.axhline(0.5, color="0.7", lw=0.8)
             ax.set_title(task if i == 0 else "", fontsize=9)
             ax.set_ylabel(f"{dim[0]}-d marginal C2ST" if j == 0 else "")

@@ -17,8 +17,8 @@ derangement of the batch at every step (``n_negatives``). Both converge to
           + \\overline{\\sigma(f_m^{marg})} - 1\\big)^2 ,
 
 summed over marginals, plus the balancing term of balanced NRE (Delaunoy et
-al. 2022) with weight :math:`\\lambda` (``balance``). Its optimum is the log
-ratio up to nothing: the classifier's logit is the ratio itself.
+al. 2022) with weight :math:`\\lambda` (``balance``). At its optimum the
+classifier's logit is the log ratio itself.
 
 **Contrastive** (NRE-C, Miller et al. 2022), ``loss="contrastive"``: a
 classifier over K + 1 classes reads a set of K parameters: class 0 if all
