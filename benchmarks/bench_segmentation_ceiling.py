@@ -15,9 +15,11 @@ from the true occupancy of simulated images:
 
 No network can beat the oracle with the same blur and detected fraction, so a
 row's skill bounds what a ratio estimator that localizes subhalos that well can
-reach. Run for the example's default grid (20 x 20 pixels of 0.16'', three bins
-of 0.5 dex) and its ``--size64`` grid (64 x 64 pixels of 0.05'', ten bins of
-0.15 dex), on the example's physics.
+reach. Run for the example's default grid (64 x 64 pixels of 0.05'', ten bins of
+0.15 dex) and its ``--small`` grid (20 x 20 pixels of 0.16'', three bins of
+0.5 dex), on the example's physics. (The example's maps now beat the 64 x 64
+rows with one pixel and one bin of blur: they place many subhalos to the very
+pixel and bin; see the user guide's segmentation page.)
 
     python benchmarks/bench_segmentation_ceiling.py
 
@@ -37,8 +39,8 @@ from sklearn_tmnre.tasks import subhalo_lensing
 PHYSICS = {"m_min": 1e9, "m_max": 10**10.5, "noise": 0.02,
            "fixed": {"e1": 0.05, "e2": -0.05, "x_src": 0.05, "y_src": 0.0,
                      "n_sub_mean": 3.0}}
-GRIDS = {"default": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3},
-         "size64": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10}}
+GRIDS = {"small": {"npix": 20, "pixel_scale": 0.16, "n_bins": 3},
+         "default": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10}}
 
 
 def oracle_skill(occupancy, sigma_px, sigma_bins, detected):

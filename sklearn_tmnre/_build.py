@@ -147,6 +147,7 @@ def ratio_net(est, module, **kwargs):
         batch_size=est.batch_size,
         device=est.device,
         n_negatives=est.n_negatives,
+        field_loss=est.field_loss,
         **kwargs,
     )
 

@@ -21,6 +21,22 @@ and ``sklearn.metrics.average_precision_score(occupancy.ravel(), score.ravel())`
 (the average precision, which unlike the trapezoidal area under the curve is
 not optimistic; for rare events such as occupied pixels, far more informative
 than the ROC AUC).
+
+**Brier score of blocks.**  The Brier score rewards an event's probability
+only in the cell where it happened, so a map that places a subhalo to within
+a few cells earns little, and the same physical knowledge earns less the finer
+the grid (``benchmarks/bench_segmentation_ceiling.py``). Grouping the cells
+into blocks ``b`` (e.g. 3 x 3 pixels and 3 mass bins) and scoring the number
+of events in each block against its expectation,
+
+.. math:: \\mathrm{BS}_{\\rm block} = \\frac{1}{N_b} \\sum_b
+          \\Big( \\sum_{j \\in b} y_j - \\sum_{j \\in b} p_j \\Big)^2 ,
+
+compares maps of different grids at one physical resolution. The expectation
+of a count is the sum of the cells' marginal probabilities whatever their
+correlations, so per-cell marginals give it exactly; the squared error is a
+proper score of it (lowest, in expectation, for the true expected count), and
+blocks of one cell give the Brier score.
 """
 
 from __future__ import annotations
@@ -31,7 +47,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.calibration import calibration_curve
 
-__all__ = ["expected_calibration_error", "reliability_curve"]
+__all__ = ["block_brier_score", "expected_calibration_error", "reliability_curve"]
 
 
 def _binary_events(y_true, proba, n_bins):
@@ -177,3 +193,67 @@ def _calibration_error(mean_predicted, frequency, counts):
     filled = counts > 0
     gaps = np.abs(frequency[filled] - mean_predicted[filled])
     return float(np.sum(counts[filled] * gaps) / np.sum(counts))
+
+
+def block_brier_score(y_true: ArrayLike, proba: ArrayLike, block: tuple[int, ...]) -> float:
+    """Brier score of the expected number of events in blocks of cells.
+
+    The cells of each map are grouped into blocks of shape ``block`` over the
+    trailing axes (where a side is not a multiple of the block, the last
+    block along it is smaller); each block's number of events is compared with
+    its expectation, the sum of its probabilities, and the squared differences
+    are averaged over blocks and maps (see the module docstring). With blocks
+    of one cell it is :func:`sklearn.metrics.brier_score_loss`.
+
+    Parameters
+    ----------
+    y_true : array-like of bool or {0, 1}
+        Whether each event happened, e.g. occupancy maps of shape
+        ``(n, n_bins, rows, cols)``.
+    proba : array-like of float in [0, 1], same shape as ``y_true``
+        Predicted probability of each event.
+    block : tuple of int
+        Block size along each of the last ``len(block)`` axes, e.g.
+        ``(3, 3, 3)`` for 3 mass bins by 3 x 3 pixels; leading axes (the
+        maps) are not grouped.
+
+    Returns
+    -------
+    float
+        Mean squared error of the expected counts (lower is better). Compare
+        it with that of the prior's probabilities on the same blocks:
+        ``1 - block_brier_score(y, p, b) / block_brier_score(y, prior, b)``
+        is the skill at that resolution.
+
+    See Also
+    --------
+    sklearn.metrics.brier_score_loss : the score of single cells.
+    expected_calibration_error : whether the probabilities mean what they say.
+
+    Examples
+    --------
+    An event placed one cell off: no better than the prior cell by cell, exact
+    in blocks of two cells.
+
+    >>> y = np.array([[0, 1, 0, 0]])
+    >>> off_by_one = np.array([[1.0, 0, 0, 0]])
+    >>> prior = np.full((1, 4), 0.25)
+    >>> block_brier_score(y, off_by_one, (1,)), block_brier_score(y, prior, (1,))
+    (0.5, 0.1875)
+    >>> block_brier_score(y, off_by_one, (2,)), block_brier_score(y, prior, (2,))
+    (0.0, 0.25)
+    """
+    y_arr, p_arr = np.asarray(y_true), np.asarray(proba)
+    y, p, _ = _binary_events(y_arr, p_arr, 1)
+    shape = y_arr.shape
+    block = tuple(block) if np.ndim(block) else (block,)
+    if (not block or len(block) > len(shape)
+            or not all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1
+                       for b in block)):
+        raise ValueError(f"block must be a tuple of positive integers, one per trailing "
+                         f"axis of the maps (at most {len(shape)} for maps of shape "
+                         f"{shape}); got {block!r}.")
+    error = (y.astype(np.float64) - p).reshape(shape)
+    for axis, size in zip(range(len(shape) - len(block), len(shape)), block):
+        error = np.add.reduceat(error, np.arange(0, shape[axis], size), axis=axis)
+    return float(np.mean(error**2))

@@ -67,6 +67,7 @@ PARAMETER_CONSTRAINTS = {
     "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
     "balance": [Interval(numbers.Real, 0, None, closed="left")],
     "loss": [StrOptions({"bce", "contrastive"})],
+    "field_loss": [StrOptions({"posterior", "ratio"})],
     "lr": [Interval(numbers.Real, 0, None, closed="neither")],
     "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
     "batch_size": [_integers(2)],

@@ -30,6 +30,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 
 from .fields import cell_frequencies, cell_weights, field_pair_logits
+from .loss import FIELD_LOSSES
 
 __all__ = ["EpochProgress", "PairData", "RatioNet", "StopWhenDiverged",
            "TimeBudget", "ValidationSplit", "check_training", "derangement", "derangements"]
@@ -37,17 +38,31 @@ __all__ = ["EpochProgress", "PairData", "RatioNet", "StopWhenDiverged",
 
 class PairData:
     """In-memory (x, theta) tensors, and field values (n, n_cells) if any; batches are
-    slices, never per-item calls."""
+    slices, never per-item calls.
 
-    def __init__(self, x, theta, field=None):
-        self.x, self.theta, self.field = x, theta, field
+    ``index`` (optional) selects the rows this dataset holds; a :meth:`subset` is such
+    a view, sharing the tensors: the train/validation split of a large image set
+    would otherwise hold every image twice.
+    """
+
+    def __init__(self, x, theta, field=None, index=None):
+        self.x, self.theta, self.field, self.index = x, theta, field, index
 
     def __len__(self):
-        return len(self.x)
+        return len(self.x) if self.index is None else len(self.index)
 
     def subset(self, idx):
-        return PairData(self.x[idx], self.theta[idx],
-                        None if self.field is None else self.field[idx])
+        """The rows at positions ``idx``, as a view on the same tensors."""
+        idx = torch.as_tensor(idx, dtype=torch.int64)
+        return PairData(self.x, self.theta, self.field,
+                        idx if self.index is None else self.index[idx])
+
+    def take(self, rows):
+        """``(x, theta, field or None)`` of the rows at positions ``rows`` (copies)."""
+        if self.index is not None:
+            rows = self.index[rows]
+        return (self.x[rows], self.theta[rows],
+                None if self.field is None else self.field[rows])
 
 
 def derangement(n, generator, device=None):
@@ -103,14 +118,15 @@ class _Batches:
             if len(idx) < 2:
                 continue
             rows = order[idx] if order is not None else torch.from_numpy(idx)
+            x, theta, field = self.data.take(rows)
             batch = {
-                "x": self.data.x[rows],
-                "theta": self.data.theta[rows],
+                "x": x,
+                "theta": theta,
                 "perm": torch.stack([derangement(len(idx), self.generator)
                                      for _ in range(self.n_negatives)], dim=1),
             }
-            if self.data.field is not None:
-                batch["field"] = self.data.field[rows]
+            if field is not None:
+                batch["field"] = field
             if self.n_object_columns:
                 # (B, K, C): negative k of object column c of row i is row object_perm[i, k, c].
                 perms = derangements(len(idx), self.n_negatives * self.n_object_columns,
@@ -148,10 +164,11 @@ class RatioNet(NeuralNet):
     callbacks (early stopping, LR schedules, progress bars) and history stay.
     """
 
-    def __init__(self, *args, iterator_seed=0, n_negatives=1, **kwargs):
+    def __init__(self, *args, iterator_seed=0, n_negatives=1, field_loss="posterior", **kwargs):
         super().__init__(*args, **kwargs)
         self.iterator_seed = iterator_seed
         self.n_negatives = n_negatives
+        self.field_loss = field_loss
 
     def get_dataset(self, X, y=None):
         from ._streaming import StoreData  # imports this module
@@ -172,8 +189,9 @@ class RatioNet(NeuralNet):
                        n_object_columns=0 if columns is None else len(columns))
 
     def _loss_terms(self, batch, members=False):
-        """The loss's terms: ``(f_joint, f_marginal, weight, negative_weight)`` of the
-        global marginals and, with fields, of the field cells (their negatives differ)."""
+        """The loss's terms, ``(loss, arguments)``: the criterion's of the global marginals
+        (``f_joint, f_marginal, weight, negative_weight``) and, with fields, the field
+        cells' (``field_loss``; see :mod:`sklearn_tmnre.loss`)."""
         x = batch["x"].to(self.device, non_blocking=True)
         theta = batch["theta"].to(self.device, non_blocking=True)
         perm = batch["perm"].to(self.device)
@@ -189,20 +207,25 @@ class RatioNet(NeuralNet):
             negatives[:, :, columns] = torch.gather(own, 0, object_perm)
         both = torch.cat([theta[:, None], negatives], dim=1)
         logits = net.logits_from_embedding(s, both, members=members)
-        terms = [(logits[:, 0], logits[:, 1:], None, None)]
+        terms = [(self.criterion_, (logits[:, 0], logits[:, 1:], None, None))]
         if "field" in batch:
-            # Field cells: columns of weight 1 / pixels, with both values as negatives.
+            # Field cells: columns of weight 1 / pixels (each bin counts as one marginal).
             frequency = cell_frequencies(net.field_heads, net.fields).to(s.device)
-            f_joint, f_marginal, negative_weight = field_pair_logits(
-                net.field_logits(s), batch["field"].to(self.device), frequency)
-            terms.append((f_joint, f_marginal, cell_weights(net.fields, device=s.device),
-                          negative_weight))
+            values = batch["field"].to(self.device)
+            weight = cell_weights(net.fields, device=s.device)
+            if self.field_loss == "ratio":  # both values as exact negatives
+                f_joint, f_marginal, negative_weight = field_pair_logits(
+                    net.field_logits(s), values, frequency)
+                terms.append((self.criterion_, (f_joint, f_marginal, weight, negative_weight)))
+            else:
+                terms.append((FIELD_LOSSES[self.field_loss](),
+                              (net.field_logits(s), values, frequency, weight)))
         return terms
 
     def _loss(self, batch, members=False):
-        """The ratio loss of a batch (all terms), and the global joint logits."""
+        """The loss of a batch (all terms), and the global joint logits."""
         terms = self._loss_terms(batch, members=members)
-        return sum(self.criterion_(*term) for term in terms), terms[0][0]
+        return sum(loss(*arguments) for loss, arguments in terms), terms[0][1][0]
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)

@@ -24,24 +24,27 @@ where :math:`u_p(x)` are the per-pixel features of a U-Net embedding
 ``forward_features`` method) and :math:`s(x)` its global summary. The weight
 count depends on K but not on the number of pixels.
 
-**Training.** Each cell is one binary parameter of the usual ratio loss
+**Training** (``field_loss``; the formulas are in :mod:`sklearn_tmnre.loss`).
+By default (``"posterior"``, :class:`~sklearn_tmnre.loss.CellPosteriorLoss`)
+each cell's posterior probability below is scored by its cross-entropy against
+the cell's own value, in units of the prior's cross-entropy: a proper score,
+whose optimum is the posterior and so the log ratio. With ``"ratio"`` each
+cell is one binary parameter of the usual ratio loss
 (:class:`~sklearn_tmnre.loss.RatioLoss`): the joint term reads
-:math:`f_{k,p}(x_i, o_{k,p,i})`. The marginal term needs a value of the cell
-drawn from its prior, independently of :math:`x_i`; for a binary value that
-draw's expectation is exact and cheap, so it replaces the draw:
+:math:`f_{k,p}(x_i, o_{k,p,i})`, and the marginal term, which needs a value of
+the cell drawn from its prior independently of :math:`x_i`, is that draw's
+exact expectation:
 
 .. math:: \\mathbb E_{o \\sim p_k}\\big[\\operatorname{softplus} f_{k,p}(x_i, o)\\big]
           = (1 - p_k)\\, \\operatorname{softplus} f_{k,p}(x_i, 0)
-            + p_k\\, \\operatorname{softplus} f_{k,p}(x_i, 1).
+            + p_k\\, \\operatorname{softplus} f_{k,p}(x_i, 1),
 
-It is the loss of sampled negatives (e.g. another simulation's values) in
-expectation, without their noise, which is large for sparse fields: a sampled
-negative is 1 in a fraction :math:`p_k` of the cells only, so the term that
-pushes :math:`f_{k,p}(x, 1)` down would come from a handful of random cells per
-batch. It also uses the very :math:`p_k` of the posterior below, so the learned
-ratio and the prior it is combined with agree. (On lensing images, what was
-learned did not differ measurably from sampled negatives, within the spread
-between seeds; see the user guide's segmentation page.)
+the loss of sampled negatives (e.g. another simulation's values) without their
+noise. Both use the very :math:`p_k` of the posterior below. They have the same
+optimum, but the ratio form pulls an overshooting :math:`f_{k,p}(x, 1)` back
+with a gradient of at most :math:`p_k` per image, so rare bins stay
+overconfident long after the rest has converged (measured on the subhalo
+example: the user guide's segmentation page).
 A cell weighs :math:`1/P` (P pixels), so that each bin of a field counts in the
 loss as one marginal.
 
@@ -181,7 +184,8 @@ def check_field_values(prior, values, n):
     Returns
     -------
     ndarray of shape (n, n_cells) or None
-        The fields' values flattened and concatenated in the prior's order.
+        The fields' values flattened and concatenated in the prior's order; a
+        single bool field is a view of the caller's array (never written to).
     """
     fields = getattr(prior, "fields", None) or {}
     unknown = sorted(set(values) - set(fields))
@@ -206,8 +210,11 @@ def check_field_values(prior, values, n):
             bad = arr[~((arr == 0) | (arr == 1))].ravel()[:3].tolist()
             raise ValueError(f"field {name!r}: values must be binary (0/1 or bool), one per "
                              f"pixel and bin; got values such as {bad}.")
-        columns.append(arr.reshape(n, -1).astype(np.uint8))
-    return np.concatenate(columns, axis=1)
+        flat = arr.reshape(n, -1)
+        # A bool array is read as uint8 in place: a 64 x 64 x 10 field is 40 kB per image.
+        columns.append(flat.view(np.uint8) if flat.dtype == bool and flat.flags.writeable
+                       else flat.astype(np.uint8))
+    return columns[0] if len(columns) == 1 else np.concatenate(columns, axis=1)
 
 
 def set_field_frequencies(heads, layout, values):
@@ -287,6 +294,11 @@ def cell_weights(layout, device=None):
 
 
 def field_probabilities(logits, frequency):
-    """Posterior probability of value 1 from log ratios (B, 2, K, P) and frequencies (K,)."""
+    """Posterior probability of value 1 from log ratios (B, 2, K, P) and frequencies (K,).
+
+    In double precision: a confident map's log-odds beyond about 17 would round to
+    a probability of exactly 1 in single precision.
+    """
+    logits, frequency = logits.double(), frequency.double()
     prior_logit = torch.log(frequency) - torch.log1p(-frequency)
     return torch.sigmoid(prior_logit[:, None] + logits[:, 1] - logits[:, 0])

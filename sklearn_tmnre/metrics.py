@@ -34,8 +34,9 @@ Oquab 2017; Lueckmann et al. 2021): the cross-validated accuracy of a
 classifier that tells two samples apart; 0.5 means indistinguishable, 1.0
 fully separable.
 
-**Calibration of per-pixel probabilities** (:func:`expected_calibration_error`,
-:func:`reliability_curve`): see :mod:`sklearn_tmnre._calibration`.
+**Calibration and scores of per-pixel probabilities** (:func:`expected_calibration_error`,
+:func:`reliability_curve`, :func:`block_brier_score`): see
+:mod:`sklearn_tmnre._calibration`.
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._calibration import expected_calibration_error, reliability_curve
+from ._calibration import block_brier_score, expected_calibration_error, reliability_curve
 from ._checks import marginal_label, validate_theta
 from .posterior import class_level, hpd_level
 
 __all__ = [
     "CoverageScorer",
+    "block_brier_score",
     "c2st",
     "coverage_scorer",
     "credibility",

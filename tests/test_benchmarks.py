@@ -346,3 +346,16 @@ def test_objects_scale_shared_head_weights_do_not_grow_with_the_objects():
     assert dense[1]["head_weights"] > dense[0]["head_weights"] > shared[0]["head_weights"]
     lines = scale.section(pd.DataFrame(rows))
     assert sum(line.startswith("| 120 | ") for line in lines) == 2
+
+
+def test_field_loss_benchmark_scores_both_losses_and_resumes(tmp_path):
+    field_loss = _load("bench_field_loss")
+    argv = ["--n-sims", "200", "--epochs", "1", "--n-test", "20", "--out", str(tmp_path)]
+    field_loss.main(argv)
+    table = pd.read_csv(tmp_path / "field_loss.csv")
+    assert sorted(table["field_loss"]) == ["posterior", "ratio"]
+    assert (table["grid"] == "small").all() and (table["n_sims"] == 200).all()
+    assert table["brier_skill"].between(-1, 1).all()
+    assert table["average_precision"].between(0, 1).all()
+    field_loss.main(argv)  # every row done: nothing appended
+    assert len(pd.read_csv(tmp_path / "field_loss.csv")) == 2

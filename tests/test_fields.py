@@ -10,6 +10,7 @@ from sklearn_tmnre import Prior, TMNREEstimator
 from sklearn_tmnre.fields import (
     FieldHead,
     cell_frequencies,
+    check_field_values,
     field_layout,
     field_pair_logits,
     field_probabilities,
@@ -218,6 +219,25 @@ def test_field_values_must_be_binary(small):
     with pytest.raises(ValueError, match="must be binary"):
         TMNREEstimator(prior=prior, max_epochs=1, **TINY).fit(
             X, theta, occupancy=occ * 2.0)
+
+
+def test_field_values_are_read_in_place_and_left_unchanged(small):
+    """A bool field is read as uint8 without a copy (it is the largest input of a
+    segmentation fit); 0/1 numbers and read-only arrays are converted; fitting does not
+    write to the caller's array."""
+    prior, theta, X, occ = small
+    values = check_field_values(prior, {"occupancy": occ}, len(X))
+    assert values.dtype == np.uint8 and np.shares_memory(values, occ)
+    np.testing.assert_array_equal(values, occ.reshape(len(X), -1))
+    frozen = occ.copy()
+    frozen.flags.writeable = False
+    for other in (occ.astype(float), frozen):
+        copied = check_field_values(prior, {"occupancy": other}, len(X))
+        assert copied.dtype == np.uint8 and not np.shares_memory(copied, other)
+        np.testing.assert_array_equal(copied, values)
+    before = occ.copy()
+    TMNREEstimator(prior=prior, max_epochs=1, **TINY).fit(X, theta, occupancy=occ)
+    np.testing.assert_array_equal(occ, before)
 
 
 def test_field_values_must_have_the_declared_shape(small):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from sklearn_tmnre import TMNREEstimator
-from sklearn_tmnre.loss import LOSSES, ContrastiveRatioLoss, RatioLoss
+from sklearn_tmnre.loss import LOSSES, CellPosteriorLoss, ContrastiveRatioLoss, RatioLoss
 
 
 def test_ratio_loss_is_bce_plus_balance():
@@ -62,6 +62,20 @@ def test_field_terms_keep_the_bce_under_the_contrastive_loss():
                                RatioLoss()(fj, fm, None, negative_weight))
 
 
+def _minimize(table, objective):
+    """Minimize ``objective()`` over the free tensor ``table`` in place (LBFGS, tight)."""
+    opt = torch.optim.LBFGS([table], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = objective()
+        value.backward()
+        return value
+
+    opt.step(closure)
+
+
 def test_contrastive_optimum_is_the_exact_log_ratio():
     # A discrete joint p(x, theta): minimize the exact expected NRE-C loss over a free
     # logit table f[x, theta]; its minimum is log p(x, theta) / (p(x) p(theta)) itself
@@ -83,16 +97,7 @@ def test_contrastive_optimum_is_the_exact_log_ratio():
         per_row = torch.stack([loss_fn(fj[[i]], fm[[i]]) for i in range(len(rows))])
         return (prob * per_row).sum()
 
-    opt = torch.optim.LBFGS([f], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        value = expected_loss()
-        value.backward()
-        return value
-
-    opt.step(closure)
+    _minimize(f, expected_loss)
     exact = torch.log(joint / (px[:, None] * pt[None]))
     torch.testing.assert_close(f.detach(), exact, atol=1e-4, rtol=0)
 
@@ -114,3 +119,87 @@ def test_balance_needs_the_bce_loss():
         TMNREEstimator(loss="contrastive", balance=1.0, max_epochs=1).fit(theta, theta)
     with pytest.raises(ValueError, match="'loss' parameter"):
         TMNREEstimator(loss="nre_c", max_epochs=1).fit(theta, theta)
+
+
+# ------------------------------------------------------------------ field cells
+def test_cell_posterior_loss_by_hand_and_the_prior_scores_one():
+    torch.manual_seed(4)
+    logits = torch.randn(7, 2, 3, dtype=torch.float64)
+    values = torch.randint(0, 2, (7, 3))
+    p = torch.tensor([0.01, 0.2, 0.5], dtype=torch.float64)
+    q = torch.sigmoid(torch.logit(p) + logits[:, 1] - logits[:, 0])
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log())
+    cross_entropy = -(values * q.log() + (1 - values) * (1 - q).log()).mean(0)
+    weight = torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)
+    torch.testing.assert_close(CellPosteriorLoss()(logits, values, p, weight),
+                               (weight * cross_entropy / entropy).sum())
+    # Zero log ratios are the prior; on values whose frequency is the prior's, each
+    # cell scores exactly 1.
+    values = torch.tensor([[1, 1], [0, 1], [0, 0], [0, 1]])  # frequencies 1/4 and 3/4
+    zero = torch.zeros(4, 2, 2, dtype=torch.float64)
+    p = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    torch.testing.assert_close(CellPosteriorLoss()(zero, values, p),
+                               torch.tensor(2.0, dtype=torch.float64))
+
+
+def test_cell_posterior_loss_optimum_is_the_posterior():
+    """Minimizing the exact expected loss over a free table f(x, o) recovers the
+    posterior P(o = 1 | x) through logit p + f(x, 1) - f(x, 0), as the ratio loss does."""
+    px = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    posterior = torch.tensor([0.002, 0.3, 0.9], dtype=torch.float64)
+    p = (px * posterior).sum().reshape(1)
+    f = torch.zeros(3, 2, 1, dtype=torch.float64, requires_grad=True)
+    loss_fn = CellPosteriorLoss()
+
+    def expected_loss():
+        # Each x with both values o, weighted by p(x) P(o | x).
+        total = 0.0
+        for value, weight in ((1, posterior), (0, 1 - posterior)):
+            per_x = torch.stack([loss_fn(f[[i]], torch.tensor([[value]]), p) for i in range(3)])
+            total = total + (px * weight * per_x).sum()
+        return total
+
+    _minimize(f, expected_loss)
+    learned = torch.sigmoid(torch.logit(p) + f[:, 1, 0] - f[:, 0, 0]).detach()
+    torch.testing.assert_close(learned, posterior, atol=1e-5, rtol=1e-4)
+
+
+def test_overshooting_rare_cell_is_pulled_back_harder_by_the_posterior_loss():
+    """The conditioning the loss module describes: a rare cell (p = 1e-4) whose log
+    ratio has overshot to a posterior of 0.5 on an empty cell is pulled back with a
+    gradient of at most p by the ratio loss, and of q / H(p) by the posterior loss."""
+    p = torch.tensor([1e-4], dtype=torch.float64)
+    logits = torch.zeros(1, 2, 1, dtype=torch.float64)
+    logits[0, 1, 0] = -torch.logit(p)  # posterior log-odds 0: q = 0.5
+    values = torch.zeros(1, 1)
+    gradients = []
+    for loss in ("ratio", "posterior"):
+        f = logits.clone().requires_grad_(True)
+        if loss == "ratio":
+            joint = f[:, 0]  # the cell's own value is 0
+            RatioLoss()(joint, f, None, torch.stack([1 - p, p])).backward()
+        else:
+            CellPosteriorLoss()(f, values, p).backward()
+        gradients.append(float(f.grad[0, 1, 0]))
+    entropy = float(-(p * p.log() + (1 - p) * (1 - p).log()))
+    assert 0 < gradients[0] <= 1e-4
+    assert gradients[1] == pytest.approx(0.5 / entropy)
+
+
+def test_estimator_field_loss_choice_and_bad_value():
+    from scipy import stats
+
+    from sklearn_tmnre import Prior
+
+    rng = np.random.default_rng(0)
+    prior = Prior.with_field({"a": stats.uniform(0, 1)}, "occupancy", (8, 8))
+    theta = prior.sample(64, random_state=rng)
+    occ = rng.random((64, 8, 8)) < 0.1
+    X = (occ + theta["a"].to_numpy()[:, None, None]).astype(np.float32)
+    tiny = dict(prior=prior, embedding="unet", embedding__channels=4, embedding__depth=1,
+                embedding_dim=4, hidden_features=8, max_epochs=2, random_state=0)
+    maps = [TMNREEstimator(field_loss=loss, **tiny).fit(X, theta, occupancy=occ)
+            .predict_field(X[:4]) for loss in ("posterior", "ratio")]
+    assert all(m.shape == (4, 8, 8) for m in maps) and not np.allclose(maps[0], maps[1])
+    with pytest.raises(ValueError, match="'field_loss' parameter"):
+        TMNREEstimator(field_loss="bce", **tiny).fit(X, theta, occupancy=occ)

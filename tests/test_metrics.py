@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validat
 from sklearn_tmnre import MarginalPosterior, Prior, TMNREEstimator
 from sklearn_tmnre.metrics import (
     CoverageScorer,
+    block_brier_score,
     c2st,
     coverage_scorer,
     credibility,
@@ -509,6 +510,45 @@ def test_reliability_curve_agrees_with_sklearn_and_takes_maps():
     # Maps without any event (no subhalo anywhere) are valid.
     assert expected_calibration_error(np.zeros((2, 8, 8), bool), np.full((2, 8, 8), 0.1)) == \
         pytest.approx(0.1)
+
+
+def test_block_brier_score_by_hand_and_one_cell_blocks_are_the_brier_score():
+    from sklearn.metrics import brier_score_loss
+
+    happened, proba = _bernoulli_events(2 * 3 * 5 * 7, seed=3)
+    occupancy, maps = happened.reshape(2, 3, 5, 7), proba.reshape(2, 3, 5, 7)
+    assert block_brier_score(occupancy, maps, (1, 1, 1)) == pytest.approx(
+        brier_score_loss(happened, proba))
+    # Blocks of 2 x 3 pixels over the last two axes: the edge blocks are smaller
+    # (rows 0-1, 2-3, 4; columns 0-2, 3-5, 6), every map and bin kept apart.
+    error = occupancy - maps
+    by_hand = [error[i, k, r][:, c].sum() ** 2
+               for i in range(2) for k in range(3)
+               for r in (slice(0, 2), slice(2, 4), slice(4, 5))
+               for c in (slice(0, 3), slice(3, 6), slice(6, 7))]
+    assert block_brier_score(occupancy, maps, (2, 3)) == pytest.approx(np.mean(by_hand))
+    assert block_brier_score(occupancy, maps, 2) == pytest.approx(np.mean(
+        [error[i, k, r, c:c + 2].sum() ** 2 for i in range(2) for k in range(3)
+         for r in range(5) for c in (0, 2, 4, 6)]))
+
+
+def test_block_brier_score_rewards_a_map_that_is_off_by_a_cell():
+    """Events placed one pixel off: worse than the prior cell by cell, better in blocks;
+    the exact expected counts are best of all."""
+    rng = np.random.default_rng(4)
+    occupancy = rng.random((200, 12, 12)) < 0.01
+    shifted = np.roll(occupancy, 1, axis=2).astype(float)
+    prior = np.full(occupancy.shape, occupancy.mean())
+    cell = [block_brier_score(occupancy, m, (1, 1)) for m in (shifted, prior)]
+    block = [block_brier_score(occupancy, m, (6, 6)) for m in (shifted, prior)]
+    assert cell[0] > cell[1] and block[0] < 0.5 * block[1]
+    assert block_brier_score(occupancy, occupancy.astype(float), (6, 6)) == 0.0
+
+
+@pytest.mark.parametrize("block", [(), (0, 2), (2, 2, 2, 2), (2.5,), (True,)])
+def test_block_brier_score_bad_block(block):
+    with pytest.raises(ValueError, match="block must be a tuple of positive integers"):
+        block_brier_score(np.zeros((2, 4, 4), bool), np.full((2, 4, 4), 0.1), block)
 
 
 @pytest.mark.parametrize("y_true, proba, n_bins, error, match", [

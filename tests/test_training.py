@@ -38,6 +38,20 @@ def test_validation_split_sizes():
     assert split.n_valid(5) == 0
 
 
+def test_validation_split_is_a_view_of_the_rows():
+    """The split shares the tensors (a large image set is not held twice) and its two
+    parts hold every row exactly once."""
+    data = PairData(torch.arange(50.0)[:, None], torch.arange(50.0)[:, None],
+                    torch.arange(50, dtype=torch.uint8)[:, None])
+    train, valid = ValidationSplit(0.2, seed=0)(data)
+    assert train.x is data.x and valid.field is data.field
+    rows = torch.cat([part.take(torch.arange(len(part)))[0][:, 0] for part in (train, valid)])
+    assert sorted(rows.tolist()) == list(range(50))
+    x, theta, field = valid.subset([1, 0]).take(torch.tensor([0, 1]))
+    assert torch.equal(x, theta) and torch.equal(x[:, 0].to(torch.uint8), field[:, 0])
+    assert torch.equal(x[:, 0], valid.take(torch.tensor([1, 0]))[0][:, 0])
+
+
 # ---------------------------------------------------------------- training health
 def _data(n=300, seed=0):
     rng = np.random.default_rng(seed)
