@@ -60,9 +60,10 @@ other parameters (``field_loss="ratio"``) has the same optimum but learns rare
 cells slowly: it pulls a cell whose log ratio overshoots back with a gradient
 of at most the cell's prior frequency, here :math:`10^{-5}` to
 :math:`10^{-3}`. Trained on the same simulations (``--small`` grid, 60,000
-images, 5 epochs, ``benchmarks/bench_field_loss.py``), the ratio form reached a
-Brier skill of 7.1 % (heaviest bin 4.1 %) against 21.6 % (38.7 %) for the
-posterior loss, and an average precision of 0.12 against 0.43.
+images, 5 epochs, ``benchmarks/bench_field_loss.py``, seeds 0 and 1), the
+ratio form reached a Brier skill of 6.9-7.1 % (heaviest bin 2.2-4.1 %) against
+21.6 % (34-39 %) for the posterior loss, and an average precision of 0.12
+against 0.42-0.43.
 
 **What it gave** (default; one run, one thread on a shared two-core CPU; 1,000
 held-out images, 41 million cells): training took 1,634 s (1,614 CPU-s, 27
