@@ -141,8 +141,8 @@ SETTINGS = {
     # pixel, so at 4,096 pixels it, not the U-Net, costs the most: a head of width 16
     # halves an image-epoch (measured: 17 ms at width 32, 9 ms at 16, CPU, one thread);
     # depth 3 widens what each pixel sees for little more. 275,000 image-epochs take
-    # about 27 CPU-minutes; max_time caps the training at 30 minutes of wall time
-    # whatever the machine's load (the best weights so far are kept).
+    # about 27 CPU-minutes; max_time ends the training at the last epoch that fits in 30
+    # minutes of wall time on a busier machine (the best weights so far are kept).
     "default": {"task": {"npix": 64, "pixel_scale": 0.05, "n_bins": 10, **EASY},
                 "n_sims": 55_000, "n_test": 1000, "max_epochs": 5, "channels": 8,
                 "depth": 3, "hidden_features": 16, "max_time": 1800},

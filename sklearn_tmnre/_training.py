@@ -260,7 +260,12 @@ class StopWhenDiverged(Callback):
 
 
 class TimeBudget(Callback):
-    """Stop training at the end of the first epoch that ends over ``max_time`` seconds in.
+    """Stop training at the end of the last epoch that fits in ``max_time`` seconds.
+
+    At the end of each epoch training stops if another epoch as long as the mean
+    epoch so far would end past the budget (or the budget is spent already): the
+    training stays within ``max_time`` unless one epoch alone is longer, or the
+    epochs grow longer as it goes.
 
     Placed after early stopping, so that epoch's weights are considered for
     the best ones, which early stopping restores as at any other stop. The
@@ -277,9 +282,12 @@ class TimeBudget(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.start_ = time.monotonic()
+        self.epochs_ = 0
 
     def on_epoch_end(self, net, **kwargs):
-        if time.monotonic() - self.start_ > self.max_time:
+        self.epochs_ += 1
+        elapsed = time.monotonic() - self.start_
+        if elapsed * (self.epochs_ + 1) / self.epochs_ > self.max_time:
             net.history.record("time_budget", True)
             raise KeyboardInterrupt
 

@@ -135,9 +135,10 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
         after ``patience // 3`` such epochs.
     max_time : float or None, default=None
         A wall-clock budget for training, in seconds: training stops at the
-        end of the first epoch that ends later, and the best weights are
-        restored as after early stopping (the epoch is marked ``time_budget``
-        in ``net_.history``). It caps a fit in a grid search or on a busy
+        end of an epoch when another epoch as long as the mean so far would
+        end past it (so it overruns only when one epoch alone is longer), and
+        the best weights are restored as after early stopping (the epoch is
+        marked ``time_budget`` in ``net_.history``). It caps a fit in a grid search or on a busy
         machine; the schedule is not shortened, so a fit stopped this way ends
         at a higher learning rate than one that runs its budget (weight
         averaging smooths that). None: no budget.

@@ -87,6 +87,27 @@ def test_a_later_divergence_restores_the_best_finite_epoch_with_a_warning():
     assert np.isfinite(est.predict(X[:3])).all()
 
 
+def test_a_time_budget_stops_before_an_epoch_that_would_overrun_it(monkeypatch):
+    """Epochs of 10 s on a fake clock and a budget of 25 s: the second epoch ends at
+    20 s, and a third would end at 30 s, so training stops there, within budget."""
+    from sklearn_tmnre import _training
+
+    clock = iter([0.0, 10.0, 20.0])
+    monkeypatch.setattr(_training.time, "monotonic", lambda: next(clock))
+
+    class History(list):
+        def record(self, key, value):
+            self.append((key, value))
+
+    net = type("Net", (), {"history": History()})()
+    budget = _training.TimeBudget(25.0)
+    budget.on_train_begin(net)
+    budget.on_epoch_end(net)  # 10 s in: a second epoch ends at 20 s, within budget
+    with pytest.raises(KeyboardInterrupt):
+        budget.on_epoch_end(net)
+    assert net.history == [("time_budget", True)]
+
+
 def test_a_time_budget_stops_after_the_epoch_that_crosses_it():
     X, theta = _data()
     est = TMNREEstimator(max_epochs=20, max_time=1e-9, random_state=0).fit(X, theta)
