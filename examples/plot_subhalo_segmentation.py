@@ -70,8 +70,8 @@ held-out images, 41 million cells): training took 1,634 s (1,614 CPU-s, 27
 minutes), 6.9 GB peak memory. A second run of the same code, with other jobs on
 the machine, gave the same figures (the fit is deterministic) but trained for
 2,187 s: its fifth epoch started before 30 minutes and ended after them.
-``max_time`` now ends such a run at the last epoch that fits. Brier score :math:`6.21 \times 10^{-5}` against
-the prior's :math:`7.51 \times 10^{-5}`: skill 17.2 % (90 % interval from
+``max_time`` now ends such a run at the last epoch that fits. Brier score
+:math:`6.21 \times 10^{-5}` against the prior's :math:`7.51 \times 10^{-5}`: skill 17.2 % (90 % interval from
 resampling the test images: 16.5 % to 18.0 %), every bin between 11 % and
 29 %, the heaviest 18 %. On blocks of 3 x 3 pixels and 3 bins (0.15'' and
 0.45 dex, about one cell of ``--small``) the skill is 37 %. Average precision
