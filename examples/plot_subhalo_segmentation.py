@@ -73,8 +73,9 @@ the machine, gave the same figures (the fit is deterministic) but trained for
 ``max_time`` now ends such a run at the last epoch that fits. Brier score
 :math:`6.21 \times 10^{-5}` against the prior's :math:`7.51 \times 10^{-5}`:
 skill 17.2 % (90 % interval from resampling the test images: 16.5 % to
-18.0 %), every bin between 11 % and 29 %, the heaviest 18 %. On blocks of 3 x 3 pixels and 3 bins (0.15'' and
-0.45 dex, about one cell of ``--small``) the skill is 37 %. Average precision
+18.0 %), every bin between 11 % and 29 %, the heaviest 18 %. On blocks of
+3 x 3 pixels and 3 bins (0.15'' and 0.45 dex, about one cell of ``--small``)
+the skill is 37 %. Average precision
 0.32 averaged over the bins (0.17 to 0.45, against occupancy rates of
 :math:`10^{-5}` to :math:`2 \times 10^{-4}`), against the matched filter's
 0.0006, although the filter is given the true lens (it is linear in a
