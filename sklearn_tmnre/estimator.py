@@ -542,7 +542,7 @@ class TMNREEstimator(RegressorMixin, BaseEstimator):
                                                                -1)
                 logits = head(s[:, :net.embedding_features], pixels)
                 out.append(field_probabilities(logits, head.frequency).cpu().numpy())
-        return np.concatenate(out).reshape(len(X), *shape).astype(np.float64)
+        return np.concatenate(out).reshape(len(X), *shape)  # float64 already
 
     def _grid_marginals(self):
         return [m for m in self.marginals_ if len(m) <= 2]
